@@ -1,0 +1,44 @@
+//! The command line: a thin layer over the library. Each subcommand has its own file with
+//! its clap `Args` and a `run` function.
+//!
+//! Exit codes: 0 success, 1 a check failed (a `verify` tolerance, a test below threshold,
+//! some images in a batch failed), 2 bad input or usage (unreadable or invalid files,
+//! wrong shapes), 130 interrupted.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Exit code for a failed check (tolerance, partial failure).
+pub const EXIT_CHECK_FAILED: u8 = 1;
+/// Exit code for bad input or usage.
+pub const EXIT_BAD_INPUT: u8 = 2;
+
+/// agegender: age and gender nets across Caffe, ONNX and Movidius NCS formats.
+#[derive(Parser, Debug)]
+#[command(name = "agegender", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Every subcommand.
+#[derive(Subcommand, Debug)]
+pub enum Command {}
+
+/// Parses the arguments, runs the command and maps errors to exit codes. Errors are printed
+/// with their whole context chain (file, layer, line).
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {}
+}

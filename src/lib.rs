@@ -1,0 +1,14 @@
+//! agegender: Caffe, ONNX and Movidius NCS model formats around one network IR, native
+//! f32 and fp16 (NCS-emulating) engines, numerical verification across formats, UTKFace
+//! data preparation and Caffe-compatible training of the Levi & Hassner age and gender nets.
+//!
+//! The architecture is a hub and spokes: every format converts to and from [`ir::Net`],
+//! and every engine runs an `ir::Net`.
+
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod ir;
+pub mod ops;
+pub mod proto;
+pub mod util;

@@ -1,0 +1,1 @@
+//! GEMM wrapper (filled by the engine).

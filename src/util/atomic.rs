@@ -1,0 +1,147 @@
+//! The one atomic-write helper every writer goes through.
+//!
+//! A file is written to a temporary sibling in the same directory, flushed with `fsync`,
+//! then renamed over the destination. A crash or error midway leaves the old file intact
+//! and no partial file under the final name; the temporary is removed on error.
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// Errors from atomic writes; they always name the destination path.
+#[derive(Debug, thiserror::Error)]
+pub enum AtomicWriteError {
+    /// The temporary file could not be created, written, synced or renamed.
+    #[error("cannot write {path}: {source}")]
+    Io {
+        /// Destination path.
+        path: PathBuf,
+        /// Underlying error.
+        source: io::Error,
+    },
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Writes `bytes` to `path` atomically (temp file in the same directory, fsync, rename).
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), AtomicWriteError> {
+    atomic_write_with(path, |w| w.write_all(bytes))
+}
+
+/// Writes `path` atomically with a streaming closure. If the closure fails, the temporary
+/// file is deleted and the destination is left untouched.
+pub fn atomic_write_with<F>(path: &Path, write: F) -> Result<(), AtomicWriteError>
+where
+    F: FnOnce(&mut dyn Write) -> io::Result<()>,
+{
+    let wrap = |source| AtomicWriteError::Io { path: path.to_path_buf(), source };
+    let dir = parent_dir(path);
+    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{file_name}."))
+        .suffix(".tmp")
+        .tempfile_in(&dir)
+        .map_err(wrap)?;
+    {
+        let mut w = BufWriter::new(tmp.as_file());
+        write(&mut w).map_err(wrap)?;
+        w.flush().map_err(wrap)?;
+    }
+    tmp.as_file().sync_all().map_err(wrap)?;
+    tmp.persist(path).map_err(|e| wrap(e.error))?;
+    if let Ok(d) = File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// A directory built under a temporary name and renamed into place on [`AtomicDir::commit`].
+/// Used for LMDBs and output folders: an interrupted run leaves only a `.tmp` directory that
+/// is never mistaken for a complete result. Dropped without commit, it deletes itself.
+pub struct AtomicDir {
+    tmp: PathBuf,
+    dest: PathBuf,
+    committed: bool,
+}
+
+impl AtomicDir {
+    /// Creates `<parent>/.<name>.tmp-<pid>` for a destination `dest`.
+    pub fn new(dest: &Path) -> Result<Self, AtomicWriteError> {
+        let wrap = |source| AtomicWriteError::Io { path: dest.to_path_buf(), source };
+        let dir = parent_dir(dest);
+        fs::create_dir_all(&dir).map_err(wrap)?;
+        let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp).map_err(wrap)?;
+        }
+        fs::create_dir_all(&tmp).map_err(wrap)?;
+        Ok(Self { tmp, dest: dest.to_path_buf(), committed: false })
+    }
+
+    /// The temporary directory to write into.
+    pub fn path(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// Renames the temporary directory to the destination, replacing an old one.
+    pub fn commit(mut self) -> Result<(), AtomicWriteError> {
+        let wrap = |source| AtomicWriteError::Io { path: self.dest.clone(), source };
+        if self.dest.exists() {
+            fs::remove_dir_all(&self.dest).map_err(wrap)?;
+        }
+        fs::rename(&self.tmp, &self.dest).map_err(wrap)?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for AtomicDir {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_dir_all(&self.tmp);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_write_keeps_old_file_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.bin");
+        atomic_write(&path, b"old contents").unwrap();
+        let err = atomic_write_with(&path, |w| {
+            w.write_all(b"half of the new")?;
+            Err(io::Error::other("injected failure"))
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("out.bin"), "{err}");
+        assert_eq!(fs::read(&path).unwrap(), b"old contents");
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names.len(), 1, "temp file left behind: {names:?}");
+    }
+
+    #[test]
+    fn atomic_dir_is_removed_unless_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("db");
+        {
+            let d = AtomicDir::new(&dest).unwrap();
+            fs::write(d.path().join("x"), b"1").unwrap();
+        }
+        assert!(!dest.exists());
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+        let d = AtomicDir::new(&dest).unwrap();
+        fs::write(d.path().join("x"), b"1").unwrap();
+        d.commit().unwrap();
+        assert_eq!(fs::read(dest.join("x")).unwrap(), b"1");
+    }
+}
