@@ -7,7 +7,8 @@ use std::path::PathBuf;
 fn main() {
     println!("cargo:rerun-if-changed=proto/caffe.proto");
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR is set by cargo"));
-    let fds = protox::compile(["proto/caffe.proto"], ["proto"]).expect("proto/caffe.proto compiles");
+    let fds =
+        protox::compile(["proto/caffe.proto"], ["proto"]).expect("proto/caffe.proto compiles");
     let bytes = prost::Message::encode_to_vec(&fds);
     std::fs::write(out.join("caffe_descriptor.bin"), bytes).expect("write descriptor set");
     prost_build::Config::new()

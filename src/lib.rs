@@ -7,8 +7,11 @@
 
 #![warn(missing_docs)]
 
+pub mod caffe;
 pub mod cli;
 pub mod ir;
 pub mod ops;
 pub mod proto;
+#[doc(hidden)]
+pub mod testutil;
 pub mod util;

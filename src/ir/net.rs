@@ -37,7 +37,11 @@ pub struct ParamSpec {
 
 impl Default for ParamSpec {
     fn default() -> Self {
-        Self { name: String::new(), lr_mult: 1.0, decay_mult: 1.0 }
+        Self {
+            name: String::new(),
+            lr_mult: 1.0,
+            decay_mult: 1.0,
+        }
     }
 }
 
@@ -163,7 +167,11 @@ impl Net {
 
     /// Blobs produced but never consumed: the net's outputs, as Caffe's `output_blobs()`.
     pub fn outputs(&self) -> Vec<String> {
-        let consumed: HashSet<&str> = self.layers.iter().flat_map(|l| l.bottoms.iter().map(String::as_str)).collect();
+        let consumed: HashSet<&str> = self
+            .layers
+            .iter()
+            .flat_map(|l| l.bottoms.iter().map(String::as_str))
+            .collect();
         let mut out = Vec::new();
         for l in &self.layers {
             for t in &l.tops {
@@ -192,30 +200,46 @@ impl Net {
         let mut shapes: BlobShapes = HashMap::new();
         for i in &self.inputs {
             if shapes.insert(i.name.clone(), i.shape.clone()).is_some() {
-                return Err(IrError::Duplicate(format!("input '{}' declared twice", i.name)));
+                return Err(IrError::Duplicate(format!(
+                    "input '{}' declared twice",
+                    i.name
+                )));
             }
         }
         let mut names = HashSet::new();
         for l in &self.layers {
             if !names.insert(l.name.as_str()) {
-                return Err(IrError::Duplicate(format!("two layers are named '{}'", l.name)));
+                return Err(IrError::Duplicate(format!(
+                    "two layers are named '{}'",
+                    l.name
+                )));
             }
             let mut bottoms = Vec::with_capacity(l.bottoms.len());
             for b in &l.bottoms {
                 match shapes.get(b) {
                     Some(s) => bottoms.push(s.clone()),
-                    None => return Err(IrError::UnknownBottom { layer: l.name.clone(), bottom: b.clone() }),
+                    None => {
+                        return Err(IrError::UnknownBottom {
+                            layer: l.name.clone(),
+                            bottom: b.clone(),
+                        })
+                    }
                 }
             }
-            let tops = l.op.output_shapes(&bottoms, l.tops.len()).map_err(|e| IrError::Shape {
-                layer: l.name.clone(),
-                kind: l.op.caffe_type().into(),
-                msg: e.0,
-            })?;
+            let tops =
+                l.op.output_shapes(&bottoms, l.tops.len())
+                    .map_err(|e| IrError::Shape {
+                        layer: l.name.clone(),
+                        kind: l.op.caffe_type().into(),
+                        msg: e.0,
+                    })?;
             self.check_weights(l, &bottoms)?;
             for (t, s) in l.tops.iter().zip(tops) {
                 if shapes.insert(t.clone(), s).is_some() {
-                    return Err(IrError::Duplicate(format!("layer '{}': blob '{}' has two producers", l.name, t)));
+                    return Err(IrError::Duplicate(format!(
+                        "layer '{}': blob '{}' has two producers",
+                        l.name, t
+                    )));
                 }
             }
         }
@@ -234,7 +258,11 @@ impl Net {
             return Err(IrError::Shape {
                 layer: l.name.clone(),
                 kind: l.op.caffe_type().into(),
-                msg: format!("has {} weight blobs, expected {}", l.blobs.len(), expected.len()),
+                msg: format!(
+                    "has {} weight blobs, expected {}",
+                    l.blobs.len(),
+                    expected.len()
+                ),
             });
         }
         for (i, (b, e)) in l.blobs.iter().zip(&expected).enumerate() {
@@ -252,13 +280,18 @@ impl Net {
 
     /// Total number of learned values.
     pub fn param_count(&self) -> usize {
-        self.layers.iter().flat_map(|l| &l.blobs).map(Tensor::len).sum()
+        self.layers
+            .iter()
+            .flat_map(|l| &l.blobs)
+            .map(Tensor::len)
+            .sum()
     }
 
     /// The deploy (TEST) view: train-only layers (Data, loss, accuracy) removed.
     pub fn without_train_layers(&self) -> Net {
         let mut n = self.clone();
-        n.layers.retain(|l| !l.op.is_train_only() && l.phase != Some(Phase::Train));
+        n.layers
+            .retain(|l| !l.op.is_train_only() && l.phase != Some(Phase::Train));
         n
     }
 }
@@ -272,5 +305,6 @@ pub fn shape_matches(found: &[usize], expected: &[usize]) -> bool {
         let first = s.iter().position(|&d| d != 1).unwrap_or(s.len());
         s[first..].to_vec()
     };
-    found.iter().product::<usize>() == expected.iter().product::<usize>() && strip(found) == strip(expected)
+    found.iter().product::<usize>() == expected.iter().product::<usize>()
+        && strip(found) == strip(expected)
 }

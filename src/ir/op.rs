@@ -103,14 +103,20 @@ impl Op {
     }
 
     /// Output shapes for the given bottom shapes (`n_tops` is needed by Split and Data).
-    pub fn output_shapes(&self, bottoms: &[Vec<usize>], n_tops: usize) -> OpResult<Vec<Vec<usize>>> {
+    pub fn output_shapes(
+        &self,
+        bottoms: &[Vec<usize>],
+        n_tops: usize,
+    ) -> OpResult<Vec<Vec<usize>>> {
         match self {
             Op::Input { shapes } => Ok(shapes.clone()),
             Op::Data(p) => p.output_shapes(n_tops),
             Op::Convolution(p) => p.output_shapes(bottoms),
             Op::Pooling(p) => p.output_shapes(bottoms),
             Op::Lrn(p) => p.output_shapes(bottoms),
-            Op::Relu(_) | Op::PRelu(_) | Op::Sigmoid | Op::TanH | Op::Dropout(_) => activation::same_shape(bottoms),
+            Op::Relu(_) | Op::PRelu(_) | Op::Sigmoid | Op::TanH | Op::Dropout(_) => {
+                activation::same_shape(bottoms)
+            }
             Op::InnerProduct(p) => p.output_shapes(bottoms),
             Op::Softmax(p) => p.output_shapes(bottoms),
             Op::SoftmaxWithLoss(p) => scalar_head_shapes(p.axis, bottoms),
@@ -140,7 +146,11 @@ impl Op {
     /// Floating-point operations for one forward pass (2 × multiply-adds for Convolution
     /// and InnerProduct; one per element and window step elsewhere).
     pub fn flops(&self, bottoms: &[Vec<usize>], tops: &[Vec<usize>]) -> u64 {
-        let top_count = || tops.iter().map(|t| t.iter().product::<usize>()).sum::<usize>() as u64;
+        let top_count = || {
+            tops.iter()
+                .map(|t| t.iter().product::<usize>())
+                .sum::<usize>() as u64
+        };
         match self {
             Op::Convolution(p) => p.flops(bottoms, tops),
             Op::InnerProduct(p) => p.flops(bottoms),
@@ -148,7 +158,12 @@ impl Op {
             Op::Lrn(p) => p.flops(tops),
             Op::Relu(_) | Op::PRelu(_) | Op::Eltwise(_) | Op::Scale(_) => top_count(),
             Op::Sigmoid | Op::TanH | Op::BatchNorm(_) => 4 * top_count(),
-            Op::Softmax(_) | Op::SoftmaxWithLoss(_) => 5 * bottoms.first().map(|b| b.iter().product::<usize>()).unwrap_or(0) as u64,
+            Op::Softmax(_) | Op::SoftmaxWithLoss(_) => {
+                5 * bottoms
+                    .first()
+                    .map(|b| b.iter().product::<usize>())
+                    .unwrap_or(0) as u64
+            }
             _ => 0,
         }
     }

@@ -15,17 +15,26 @@ pub struct Tensor {
 impl Tensor {
     /// A tensor of zeros.
     pub fn zeros(shape: &[usize]) -> Self {
-        Self { shape: shape.to_vec(), data: vec![0.0; shape.iter().product()] }
+        Self {
+            shape: shape.to_vec(),
+            data: vec![0.0; shape.iter().product()],
+        }
     }
 
     /// A tensor filled with `value`.
     pub fn full(shape: &[usize], value: f32) -> Self {
-        Self { shape: shape.to_vec(), data: vec![value; shape.iter().product()] }
+        Self {
+            shape: shape.to_vec(),
+            data: vec![value; shape.iter().product()],
+        }
     }
 
     /// Wraps `data`; returns `None` when its length does not match `shape`.
     pub fn from_vec(shape: &[usize], data: Vec<f32>) -> Option<Self> {
-        (shape.iter().product::<usize>() == data.len()).then(|| Self { shape: shape.to_vec(), data })
+        (shape.iter().product::<usize>() == data.len()).then(|| Self {
+            shape: shape.to_vec(),
+            data,
+        })
     }
 
     /// Number of elements.
@@ -73,12 +82,22 @@ impl fmt::Debug for Tensor {
         if self.data.len() <= 8 {
             write!(f, " {:?}", self.data)
         } else {
-            write!(f, " [{}, {}, .. {} values]", self.data[0], self.data[1], self.data.len())
+            write!(
+                f,
+                " [{}, {}, .. {} values]",
+                self.data[0],
+                self.data[1],
+                self.data.len()
+            )
         }
     }
 }
 
 /// Formats a shape as Caffe logs it: `1 3 227 227`.
 pub fn shape_string(shape: &[usize]) -> String {
-    shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(" ")
+    shape
+        .iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
 }

@@ -23,7 +23,10 @@ pub struct PReluParams {
 
 impl Default for PReluParams {
     fn default() -> Self {
-        Self { channel_shared: false, filler: Filler::Constant { value: 0.25 } }
+        Self {
+            channel_shared: false,
+            filler: Filler::Constant { value: 0.25 },
+        }
     }
 }
 

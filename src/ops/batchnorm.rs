@@ -18,7 +18,11 @@ pub struct BatchNormParams {
 
 impl Default for BatchNormParams {
     fn default() -> Self {
-        Self { use_global_stats: None, moving_average_fraction: 0.999, eps: 1e-5 }
+        Self {
+            use_global_stats: None,
+            moving_average_fraction: 0.999,
+            eps: 1e-5,
+        }
     }
 }
 
@@ -27,7 +31,10 @@ impl BatchNormParams {
     pub fn output_shapes(&self, bottoms: &[Vec<usize>]) -> OpResult<Vec<Vec<usize>>> {
         expect_bottoms(bottoms, 1, 1)?;
         if bottoms[0].len() < 2 {
-            return Err(OpError::new(format!("needs at least 2 axes, got {:?}", bottoms[0])));
+            return Err(OpError::new(format!(
+                "needs at least 2 axes, got {:?}",
+                bottoms[0]
+            )));
         }
         Ok(vec![bottoms[0].clone()])
     }
@@ -71,9 +78,16 @@ impl ScaleParams {
     /// The axes γ covers in a bottom of `ndim` axes, as a range.
     pub fn axes(&self, ndim: usize) -> OpResult<std::ops::Range<usize>> {
         let a = canonical_axis(self.axis, ndim)?;
-        let end = if self.num_axes < 0 { ndim } else { a + self.num_axes as usize };
+        let end = if self.num_axes < 0 {
+            ndim
+        } else {
+            a + self.num_axes as usize
+        };
         if end > ndim {
-            return Err(OpError::new(format!("axis {a} + num_axes {} exceeds {ndim} axes", self.num_axes)));
+            return Err(OpError::new(format!(
+                "axis {a} + num_axes {} exceeds {ndim} axes",
+                self.num_axes
+            )));
         }
         Ok(a..end)
     }
@@ -88,10 +102,17 @@ impl ScaleParams {
     /// γ (and β) shapes.
     pub fn weight_shapes(&self, bottoms: &[Vec<usize>]) -> Vec<Vec<usize>> {
         if bottoms.len() > 1 {
-            return if self.bias_term { vec![bottoms[1].clone()] } else { vec![] };
+            return if self.bias_term {
+                vec![bottoms[1].clone()]
+            } else {
+                vec![]
+            };
         }
         let b = bottoms.first().cloned().unwrap_or_default();
-        let shape = self.axes(b.len()).map(|r| b[r].to_vec()).unwrap_or_default();
+        let shape = self
+            .axes(b.len())
+            .map(|r| b[r].to_vec())
+            .unwrap_or_default();
         let mut v = vec![shape.clone()];
         if self.bias_term {
             v.push(shape);

@@ -23,8 +23,16 @@ impl ConcatParams {
         let a = canonical_axis(self.axis, bottoms[0].len())?;
         let mut out = bottoms[0].clone();
         for b in &bottoms[1..] {
-            if b.len() != out.len() || b.iter().zip(&bottoms[0]).enumerate().any(|(i, (x, y))| i != a && x != y) {
-                return Err(OpError::new(format!("shapes {:?} and {:?} differ outside axis {a}", bottoms[0], b)));
+            if b.len() != out.len()
+                || b.iter()
+                    .zip(&bottoms[0])
+                    .enumerate()
+                    .any(|(i, (x, y))| i != a && x != y)
+            {
+                return Err(OpError::new(format!(
+                    "shapes {:?} and {:?} differ outside axis {a}",
+                    bottoms[0], b
+                )));
             }
             out[a] += b[a];
         }

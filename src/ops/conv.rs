@@ -75,13 +75,23 @@ impl ConvParams {
         if self.kernel.contains(&0) || self.stride.contains(&0) || self.dilation.contains(&0) {
             return Err(OpError::new("kernel, stride and dilation must be positive"));
         }
-        Ok(vec![vec![b[0], self.num_output, self.out_dim(b[2], 0)?, self.out_dim(b[3], 1)?]])
+        Ok(vec![vec![
+            b[0],
+            self.num_output,
+            self.out_dim(b[2], 0)?,
+            self.out_dim(b[3], 1)?,
+        ]])
     }
 
     /// Weight blob shapes: `[num_output, C/group, kh, kw]` and `[num_output]`.
     pub fn weight_shapes(&self, bottoms: &[Vec<usize>]) -> Vec<Vec<usize>> {
         let c = bottoms.first().and_then(|b| b.get(1)).copied().unwrap_or(0);
-        let mut v = vec![vec![self.num_output, c / self.group.max(1), self.kernel[0], self.kernel[1]]];
+        let mut v = vec![vec![
+            self.num_output,
+            c / self.group.max(1),
+            self.kernel[0],
+            self.kernel[1],
+        ]];
         if self.bias_term {
             v.push(vec![self.num_output]);
         }

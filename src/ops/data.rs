@@ -21,7 +21,13 @@ pub struct TransformParams {
 
 impl Default for TransformParams {
     fn default() -> Self {
-        Self { scale: 1.0, mirror: false, crop_size: 0, mean_file: None, mean_value: Vec::new() }
+        Self {
+            scale: 1.0,
+            mirror: false,
+            crop_size: 0,
+            mean_file: None,
+            mean_value: Vec::new(),
+        }
     }
 }
 

@@ -25,7 +25,10 @@ pub struct EltwiseParams {
 
 impl Default for EltwiseParams {
     fn default() -> Self {
-        Self { op: EltwiseOp::Sum, coeffs: Vec::new() }
+        Self {
+            op: EltwiseOp::Sum,
+            coeffs: Vec::new(),
+        }
     }
 }
 
@@ -34,10 +37,17 @@ impl EltwiseParams {
     pub fn output_shapes(&self, bottoms: &[Vec<usize>]) -> OpResult<Vec<Vec<usize>>> {
         expect_bottoms(bottoms, 2, usize::MAX)?;
         if let Some(b) = bottoms.iter().find(|b| *b != &bottoms[0]) {
-            return Err(OpError::new(format!("bottom shapes {:?} and {:?} differ", bottoms[0], b)));
+            return Err(OpError::new(format!(
+                "bottom shapes {:?} and {:?} differ",
+                bottoms[0], b
+            )));
         }
-        if !self.coeffs.is_empty() && (self.op != EltwiseOp::Sum || self.coeffs.len() != bottoms.len()) {
-            return Err(OpError::new("coefficients need operation SUM and one per bottom"));
+        if !self.coeffs.is_empty()
+            && (self.op != EltwiseOp::Sum || self.coeffs.len() != bottoms.len())
+        {
+            return Err(OpError::new(
+                "coefficients need operation SUM and one per bottom",
+            ));
         }
         Ok(vec![bottoms[0].clone()])
     }

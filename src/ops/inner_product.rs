@@ -39,7 +39,10 @@ impl InnerProductParams {
     /// (M, K): rows (the product of the dims before `axis`) and inputs per row.
     pub fn m_k(&self, bottom: &[usize]) -> OpResult<(usize, usize)> {
         let axis = canonical_axis(self.axis, bottom.len())?;
-        Ok((bottom[..axis].iter().product(), bottom[axis..].iter().product()))
+        Ok((
+            bottom[..axis].iter().product(),
+            bottom[axis..].iter().product(),
+        ))
     }
 
     /// Output shape: the bottom's dims before `axis`, then N.
@@ -56,8 +59,16 @@ impl InnerProductParams {
 
     /// `[N, K]` (or `[K, N]`) and `[N]`.
     pub fn weight_shapes(&self, bottoms: &[Vec<usize>]) -> Vec<Vec<usize>> {
-        let k = bottoms.first().and_then(|b| self.m_k(b).ok()).map(|(_, k)| k).unwrap_or(0);
-        let w = if self.transpose { vec![k, self.num_output] } else { vec![self.num_output, k] };
+        let k = bottoms
+            .first()
+            .and_then(|b| self.m_k(b).ok())
+            .map(|(_, k)| k)
+            .unwrap_or(0);
+        let w = if self.transpose {
+            vec![k, self.num_output]
+        } else {
+            vec![self.num_output, k]
+        };
         let mut v = vec![w];
         if self.bias_term {
             v.push(vec![self.num_output]);

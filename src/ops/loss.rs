@@ -29,7 +29,11 @@ pub struct SoftmaxLossParams {
 
 impl Default for SoftmaxLossParams {
     fn default() -> Self {
-        Self { axis: 1, ignore_label: None, normalization: Normalization::Valid }
+        Self {
+            axis: 1,
+            ignore_label: None,
+            normalization: Normalization::Valid,
+        }
     }
 }
 
@@ -46,7 +50,11 @@ pub struct AccuracyParams {
 
 impl Default for AccuracyParams {
     fn default() -> Self {
-        Self { top_k: 1, axis: 1, ignore_label: None }
+        Self {
+            top_k: 1,
+            axis: 1,
+            ignore_label: None,
+        }
     }
 }
 
@@ -55,7 +63,8 @@ impl Default for AccuracyParams {
 pub fn scalar_head_shapes(axis: i32, bottoms: &[Vec<usize>]) -> OpResult<Vec<Vec<usize>>> {
     expect_bottoms(bottoms, 2, 2)?;
     let a = canonical_axis(axis, bottoms[0].len())?;
-    let rows: usize = bottoms[0][..a].iter().product::<usize>() * bottoms[0][a + 1..].iter().product::<usize>();
+    let rows: usize =
+        bottoms[0][..a].iter().product::<usize>() * bottoms[0][a + 1..].iter().product::<usize>();
     let labels: usize = bottoms[1].iter().product();
     if rows != labels {
         return Err(OpError::new(format!(

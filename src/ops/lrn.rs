@@ -33,7 +33,13 @@ pub struct LrnParams {
 
 impl Default for LrnParams {
     fn default() -> Self {
-        Self { local_size: 5, alpha: 1.0, beta: 0.75, k: 1.0, region: NormRegion::AcrossChannels }
+        Self {
+            local_size: 5,
+            alpha: 1.0,
+            beta: 0.75,
+            k: 1.0,
+            region: NormRegion::AcrossChannels,
+        }
     }
 }
 
@@ -42,10 +48,16 @@ impl LrnParams {
     pub fn output_shapes(&self, bottoms: &[Vec<usize>]) -> OpResult<Vec<Vec<usize>>> {
         expect_bottoms(bottoms, 1, 1)?;
         if self.local_size % 2 == 0 {
-            return Err(OpError::new(format!("local_size {} must be odd", self.local_size)));
+            return Err(OpError::new(format!(
+                "local_size {} must be odd",
+                self.local_size
+            )));
         }
         if bottoms[0].len() != 4 {
-            return Err(OpError::new(format!("needs a 4-D bottom, got {:?}", bottoms[0])));
+            return Err(OpError::new(format!(
+                "needs a 4-D bottom, got {:?}",
+                bottoms[0]
+            )));
         }
         Ok(vec![bottoms[0].clone()])
     }

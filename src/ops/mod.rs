@@ -36,16 +36,29 @@ pub type OpResult<T> = Result<T, OpError>;
 pub fn canonical_axis(axis: i32, ndim: usize) -> OpResult<usize> {
     let n = ndim as i32;
     if axis < -n || axis >= n.max(1) {
-        return Err(OpError::new(format!("axis {axis} out of range for a {ndim}-D blob")));
+        return Err(OpError::new(format!(
+            "axis {axis} out of range for a {ndim}-D blob"
+        )));
     }
-    Ok(if axis < 0 { (axis + n) as usize } else { axis as usize })
+    Ok(if axis < 0 {
+        (axis + n) as usize
+    } else {
+        axis as usize
+    })
 }
 
 /// Checks the number of bottoms a layer receives.
 pub fn expect_bottoms(bottoms: &[Vec<usize>], min: usize, max: usize) -> OpResult<()> {
     if bottoms.len() < min || bottoms.len() > max {
-        let want = if min == max { format!("{min}") } else { format!("{min}..={max}") };
-        return Err(OpError::new(format!("expects {want} bottom blob(s), got {}", bottoms.len())));
+        let want = if min == max {
+            format!("{min}")
+        } else {
+            format!("{min}..={max}")
+        };
+        return Err(OpError::new(format!(
+            "expects {want} bottom blob(s), got {}",
+            bottoms.len()
+        )));
     }
     Ok(())
 }

@@ -65,9 +65,18 @@ impl PoolParams {
     }
 
     /// Output size along one axis, following Caffe's `PoolingLayer::Reshape`.
-    pub fn out_dim(input: usize, kernel: usize, stride: usize, pad: usize, round: RoundMode) -> OpResult<usize> {
+    pub fn out_dim(
+        input: usize,
+        kernel: usize,
+        stride: usize,
+        pad: usize,
+        round: RoundMode,
+    ) -> OpResult<usize> {
         if input + 2 * pad < kernel {
-            return Err(OpError::new(format!("kernel {kernel} exceeds padded input {}", input + 2 * pad)));
+            return Err(OpError::new(format!(
+                "kernel {kernel} exceeds padded input {}",
+                input + 2 * pad
+            )));
         }
         let span = input + 2 * pad - kernel;
         let mut out = match round {
@@ -92,7 +101,10 @@ impl PoolParams {
             return Err(OpError::new("kernel and stride must be positive"));
         }
         if p[0] >= k[0] || p[1] >= k[1] {
-            return Err(OpError::new(format!("pad {:?} must be smaller than kernel {:?}", p, k)));
+            return Err(OpError::new(format!(
+                "pad {:?} must be smaller than kernel {:?}",
+                p, k
+            )));
         }
         let h = Self::out_dim(b[2], k[0], s[0], p[0], self.round)?;
         let w = Self::out_dim(b[3], k[1], s[1], p[1], self.round)?;

@@ -13,7 +13,10 @@ pub struct FlattenParams {
 
 impl Default for FlattenParams {
     fn default() -> Self {
-        Self { axis: 1, end_axis: -1 }
+        Self {
+            axis: 1,
+            end_axis: -1,
+        }
     }
 }
 
@@ -48,7 +51,11 @@ pub struct ReshapeParams {
 
 impl Default for ReshapeParams {
     fn default() -> Self {
-        Self { dims: Vec::new(), axis: 0, num_axes: -1 }
+        Self {
+            dims: Vec::new(),
+            axis: 0,
+            num_axes: -1,
+        }
     }
 }
 
@@ -57,19 +64,36 @@ impl ReshapeParams {
     pub fn output_shapes(&self, bottoms: &[Vec<usize>]) -> OpResult<Vec<Vec<usize>>> {
         expect_bottoms(bottoms, 1, 1)?;
         let b = &bottoms[0];
-        let start = if self.axis < 0 { (b.len() as i32 + 1 + self.axis) as usize } else { self.axis as usize };
+        let start = if self.axis < 0 {
+            (b.len() as i32 + 1 + self.axis) as usize
+        } else {
+            self.axis as usize
+        };
         if start > b.len() {
-            return Err(OpError::new(format!("axis {} out of range for {:?}", self.axis, b)));
+            return Err(OpError::new(format!(
+                "axis {} out of range for {:?}",
+                self.axis, b
+            )));
         }
-        let end = if self.num_axes < 0 { b.len() } else { start + self.num_axes as usize };
+        let end = if self.num_axes < 0 {
+            b.len()
+        } else {
+            start + self.num_axes as usize
+        };
         if end > b.len() {
-            return Err(OpError::new(format!("num_axes {} out of range for {:?}", self.num_axes, b)));
+            return Err(OpError::new(format!(
+                "num_axes {} out of range for {:?}",
+                self.num_axes, b
+            )));
         }
         let mut mid = Vec::with_capacity(self.dims.len());
         let mut infer = None;
         for (i, &d) in self.dims.iter().enumerate() {
             match d {
-                0 => mid.push(*b.get(start + i).ok_or_else(|| OpError::new("dim 0 copies a missing axis"))?),
+                0 => mid.push(
+                    *b.get(start + i)
+                        .ok_or_else(|| OpError::new("dim 0 copies a missing axis"))?,
+                ),
                 -1 if infer.is_none() => {
                     infer = Some(i);
                     mid.push(1)
@@ -85,12 +109,18 @@ impl ReshapeParams {
         if let Some(i) = infer {
             let known: usize = out.iter().product();
             if known == 0 || total % known != 0 {
-                return Err(OpError::new(format!("cannot infer -1: {total} elements into {:?}", out)));
+                return Err(OpError::new(format!(
+                    "cannot infer -1: {total} elements into {:?}",
+                    out
+                )));
             }
             out[start + i] = total / known;
         }
         if out.iter().product::<usize>() != total {
-            return Err(OpError::new(format!("reshape {:?} → {:?} changes the element count", b, out)));
+            return Err(OpError::new(format!(
+                "reshape {:?} → {:?} changes the element count",
+                b, out
+            )));
         }
         Ok(vec![out])
     }

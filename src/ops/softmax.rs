@@ -27,6 +27,10 @@ impl SoftmaxParams {
     /// (outer, channels, inner) sizes around the softmax axis.
     pub fn split(&self, shape: &[usize]) -> OpResult<(usize, usize, usize)> {
         let a = canonical_axis(self.axis, shape.len())?;
-        Ok((shape[..a].iter().product(), shape[a], shape[a + 1..].iter().product()))
+        Ok((
+            shape[..a].iter().product(),
+            shape[a],
+            shape[a + 1..].iter().product(),
+        ))
     }
 }

@@ -39,9 +39,15 @@ pub fn atomic_write_with<F>(path: &Path, write: F) -> Result<(), AtomicWriteErro
 where
     F: FnOnce(&mut dyn Write) -> io::Result<()>,
 {
-    let wrap = |source| AtomicWriteError::Io { path: path.to_path_buf(), source };
+    let wrap = |source| AtomicWriteError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let dir = parent_dir(path);
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = tempfile::Builder::new()
         .prefix(&format!(".{file_name}."))
         .suffix(".tmp")
@@ -72,16 +78,26 @@ pub struct AtomicDir {
 impl AtomicDir {
     /// Creates `<parent>/.<name>.tmp-<pid>` for a destination `dest`.
     pub fn new(dest: &Path) -> Result<Self, AtomicWriteError> {
-        let wrap = |source| AtomicWriteError::Io { path: dest.to_path_buf(), source };
+        let wrap = |source| AtomicWriteError::Io {
+            path: dest.to_path_buf(),
+            source,
+        };
         let dir = parent_dir(dest);
         fs::create_dir_all(&dir).map_err(wrap)?;
-        let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
         if tmp.exists() {
             fs::remove_dir_all(&tmp).map_err(wrap)?;
         }
         fs::create_dir_all(&tmp).map_err(wrap)?;
-        Ok(Self { tmp, dest: dest.to_path_buf(), committed: false })
+        Ok(Self {
+            tmp,
+            dest: dest.to_path_buf(),
+            committed: false,
+        })
     }
 
     /// The temporary directory to write into.
@@ -91,7 +107,10 @@ impl AtomicDir {
 
     /// Renames the temporary directory to the destination, replacing an old one.
     pub fn commit(mut self) -> Result<(), AtomicWriteError> {
-        let wrap = |source| AtomicWriteError::Io { path: self.dest.clone(), source };
+        let wrap = |source| AtomicWriteError::Io {
+            path: self.dest.clone(),
+            source,
+        };
         if self.dest.exists() {
             fs::remove_dir_all(&self.dest).map_err(wrap)?;
         }
@@ -125,7 +144,10 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("out.bin"), "{err}");
         assert_eq!(fs::read(&path).unwrap(), b"old contents");
-        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 1, "temp file left behind: {names:?}");
     }
 
