@@ -9,6 +9,7 @@
 
 pub mod caffe;
 pub mod cli;
+pub mod io;
 pub mod ir;
 pub mod ops;
 pub mod proto;
