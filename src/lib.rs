@@ -12,6 +12,7 @@ pub mod cli;
 pub mod exec;
 pub mod io;
 pub mod ir;
+pub mod model;
 pub mod ops;
 pub mod proto;
 #[doc(hidden)]
