@@ -1,0 +1,23 @@
+//! The Intel Movidius NCS (first generation) graph file, NCSDK v1 format (graph version 2),
+//! as specified in `ncs/NCS_GRAPH_FORMAT.md`: reader, writer, inspection report, conversion
+//! to the IR and the mvNCCompile-compatible compiler.
+//!
+//! Layout follows image-rs codecs: [`header`] and [`stage`] hold the byte layouts,
+//! [`decoder`]/[`encoder`] turn bytes into a [`Graph`] and back, [`inspect`] reports on a
+//! file, [`to_ir`] lifts a graph into an [`crate::ir::Net`], and [`compiler`] lowers a net
+//! into a graph.
+
+pub mod decoder;
+pub mod encoder;
+pub mod error;
+pub mod graph;
+pub mod header;
+pub mod stage;
+
+pub use error::{FormatError, NcsError, ToIrError};
+pub use graph::Graph;
+pub use header::GraphHeader;
+pub use stage::{BufferRef, Location, PadStyle, StageOp, StageRecord, Xyz};
+
+#[cfg(test)]
+mod tests;
