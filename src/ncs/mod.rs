@@ -12,11 +12,13 @@ pub mod encoder;
 pub mod error;
 pub mod graph;
 pub mod header;
+pub mod inspect;
 pub mod stage;
 
 pub use error::{FormatError, NcsError, ToIrError};
 pub use graph::Graph;
 pub use header::GraphHeader;
+pub use inspect::{inspect_graph, GraphReport};
 pub use stage::{BufferRef, Location, PadStyle, StageOp, StageRecord, Xyz};
 
 #[cfg(test)]

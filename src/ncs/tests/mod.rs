@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod golden;
+mod inspect;
 
 use crate::testutil::shared;
 use std::path::PathBuf;
