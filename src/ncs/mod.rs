@@ -13,13 +13,16 @@ pub mod error;
 pub mod graph;
 pub mod header;
 pub mod inspect;
+pub mod layout;
 pub mod stage;
+pub mod to_ir;
 
 pub use error::{FormatError, NcsError, ToIrError};
 pub use graph::Graph;
 pub use header::GraphHeader;
 pub use inspect::{inspect_graph, GraphReport};
 pub use stage::{BufferRef, Location, PadStyle, StageOp, StageRecord, Xyz};
+pub use to_ir::{graph_to_net, read_net};
 
 #[cfg(test)]
 mod tests;

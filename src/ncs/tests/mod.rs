@@ -4,6 +4,7 @@
 mod bad_input;
 mod golden;
 mod inspect;
+mod to_ir;
 
 use crate::testutil::shared;
 use std::path::PathBuf;
@@ -106,4 +107,42 @@ pub(super) fn tiny_graph() -> Graph {
     };
     g.seal();
     g
+}
+
+/// The learned blobs of every layer of a caffemodel, by layer name, decoded with the
+/// generated protobuf types only (V2 `layer` and legacy V1 `layers` both), so that tests
+/// have an independent reference for the weights a graph stores.
+pub(super) fn caffemodel_blobs(
+    path: &std::path::Path,
+) -> std::collections::HashMap<String, Vec<crate::ir::Tensor>> {
+    use crate::caffe::blob::tensor_from_blob;
+    use crate::proto::caffe::NetParameter;
+    use prost::Message;
+    let bytes = std::fs::read(path).unwrap();
+    let net = NetParameter::decode(bytes.as_slice()).unwrap();
+    let mut out = std::collections::HashMap::new();
+    for l in &net.layer {
+        let blobs = l
+            .blobs
+            .iter()
+            .map(|b| tensor_from_blob(b).unwrap())
+            .collect();
+        out.insert(l.name().to_string(), blobs);
+    }
+    for l in &net.layers {
+        let blobs = l
+            .blobs
+            .iter()
+            .map(|b| tensor_from_blob(b).unwrap())
+            .collect();
+        out.insert(l.name().to_string(), blobs);
+    }
+    out
+}
+
+/// fp16 round-to-nearest-even of every value, widened back to f32.
+pub(super) fn f16_round(v: &[f32]) -> Vec<f32> {
+    v.iter()
+        .map(|&x| f32::from(half::f16::from_f32(x)))
+        .collect()
 }
