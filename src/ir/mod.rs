@@ -7,6 +7,7 @@
 mod filler;
 mod net;
 mod op;
+pub mod report;
 mod tensor;
 
 pub use filler::{Filler, VarianceNorm};

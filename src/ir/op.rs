@@ -174,3 +174,74 @@ impl From<String> for OpError {
         OpError(s)
     }
 }
+
+impl Op {
+    /// A one-line summary of the key parameters, for `inspect` tables.
+    pub fn summary(&self) -> String {
+        use crate::ops::{eltwise::EltwiseOp, lrn::NormRegion, pool::PoolMethod};
+        match self {
+            Op::Input { shapes } => shapes.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(" "),
+            Op::Data(p) => format!("{} batch {}", p.source, p.batch_size),
+            Op::Convolution(p) => {
+                let mut s = format!("{} {}x{} s{}", p.num_output, p.kernel[0], p.kernel[1], p.stride[0]);
+                if p.stride[0] != p.stride[1] {
+                    s += &format!("x{}", p.stride[1]);
+                }
+                if p.pad != [0, 0] {
+                    s += &format!(" p{}", p.pad[0]);
+                    if p.pad[0] != p.pad[1] {
+                        s += &format!("x{}", p.pad[1]);
+                    }
+                }
+                if p.dilation != [1, 1] {
+                    s += &format!(" d{}", p.dilation[0]);
+                }
+                if p.group != 1 {
+                    s += &format!(" g{}", p.group);
+                }
+                s
+            }
+            Op::Pooling(p) => {
+                let m = if p.method == PoolMethod::Max { "MAX" } else { "AVE" };
+                if p.global {
+                    format!("{m} global")
+                } else {
+                    let mut s = format!("{m} {}x{} s{}", p.kernel[0], p.kernel[1], p.stride[0]);
+                    if p.pad != [0, 0] {
+                        s += &format!(" p{}", p.pad[0]);
+                    }
+                    s
+                }
+            }
+            Op::Lrn(p) => {
+                let r = if p.region == NormRegion::AcrossChannels { "ACROSS" } else { "WITHIN" };
+                format!("{r} n{} a{} b{} k{}", p.local_size, p.alpha, p.beta, p.k)
+            }
+            Op::Relu(p) if p.negative_slope != 0.0 => format!("slope {}", p.negative_slope),
+            Op::PRelu(p) if p.channel_shared => "shared".into(),
+            Op::InnerProduct(p) => {
+                let mut s = format!("{}", p.num_output);
+                if p.axis != 1 {
+                    s += &format!(" axis {}", p.axis);
+                }
+                if p.transpose {
+                    s += " T";
+                }
+                s
+            }
+            Op::Dropout(p) => format!("ratio {}", p.ratio),
+            Op::Softmax(p) if p.axis != 1 => format!("axis {}", p.axis),
+            Op::Concat(p) if p.axis != 1 => format!("axis {}", p.axis),
+            Op::Eltwise(p) => match p.op {
+                EltwiseOp::Sum if !p.coeffs.is_empty() => format!("SUM {:?}", p.coeffs),
+                EltwiseOp::Sum => "SUM".into(),
+                EltwiseOp::Prod => "PROD".into(),
+                EltwiseOp::Max => "MAX".into(),
+            },
+            Op::Reshape(p) => format!("{:?}", p.dims),
+            Op::BatchNorm(p) => format!("eps {}", p.eps),
+            Op::Scale(p) if p.bias_term => "bias".into(),
+            _ => String::new(),
+        }
+    }
+}
