@@ -7,6 +7,7 @@
 //! file, [`to_ir`] lifts a graph into an [`crate::ir::Net`], and [`compiler`] lowers a net
 //! into a graph.
 
+pub mod compiler;
 pub mod decoder;
 pub mod encoder;
 pub mod error;
@@ -17,6 +18,9 @@ pub mod layout;
 pub mod stage;
 pub mod to_ir;
 
+pub use compiler::{
+    compile, compile_to_file, CompileError, CompileOptions, CompileWarning, Compiled,
+};
 pub use error::{FormatError, NcsError, ToIrError};
 pub use graph::Graph;
 pub use header::GraphHeader;

@@ -2,6 +2,8 @@
 //! and the format documentation in `../shared/ncs`.
 
 mod bad_input;
+mod caffe_min;
+mod compile;
 mod golden;
 mod inspect;
 mod to_ir;
