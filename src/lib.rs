@@ -13,6 +13,7 @@ pub mod exec;
 pub mod io;
 pub mod ir;
 pub mod model;
+pub mod ncs;
 pub mod ops;
 pub mod proto;
 #[doc(hidden)]
