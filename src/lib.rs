@@ -10,6 +10,7 @@
 pub mod caffe;
 pub mod cli;
 pub mod ir;
+pub mod onnx;
 pub mod ops;
 pub mod proto;
 #[doc(hidden)]
