@@ -9,6 +9,8 @@
 
 pub mod caffe;
 pub mod cli;
+pub mod exec;
+pub mod io;
 pub mod ir;
 pub mod onnx;
 pub mod ops;
