@@ -14,6 +14,7 @@ pub mod io;
 pub mod ir;
 pub mod model;
 pub mod ncs;
+pub mod onnx;
 pub mod ops;
 pub mod proto;
 #[doc(hidden)]
