@@ -9,9 +9,11 @@
 
 pub mod caffe;
 pub mod cli;
+pub mod eval;
 pub mod ir;
 pub mod ops;
 pub mod proto;
 #[doc(hidden)]
 pub mod testutil;
+pub mod train;
 pub mod util;

@@ -180,10 +180,17 @@ impl Op {
     pub fn summary(&self) -> String {
         use crate::ops::{eltwise::EltwiseOp, lrn::NormRegion, pool::PoolMethod};
         match self {
-            Op::Input { shapes } => shapes.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(" "),
+            Op::Input { shapes } => shapes
+                .iter()
+                .map(|s| format!("{s:?}"))
+                .collect::<Vec<_>>()
+                .join(" "),
             Op::Data(p) => format!("{} batch {}", p.source, p.batch_size),
             Op::Convolution(p) => {
-                let mut s = format!("{} {}x{} s{}", p.num_output, p.kernel[0], p.kernel[1], p.stride[0]);
+                let mut s = format!(
+                    "{} {}x{} s{}",
+                    p.num_output, p.kernel[0], p.kernel[1], p.stride[0]
+                );
                 if p.stride[0] != p.stride[1] {
                     s += &format!("x{}", p.stride[1]);
                 }
@@ -202,7 +209,11 @@ impl Op {
                 s
             }
             Op::Pooling(p) => {
-                let m = if p.method == PoolMethod::Max { "MAX" } else { "AVE" };
+                let m = if p.method == PoolMethod::Max {
+                    "MAX"
+                } else {
+                    "AVE"
+                };
                 if p.global {
                     format!("{m} global")
                 } else {
@@ -214,7 +225,11 @@ impl Op {
                 }
             }
             Op::Lrn(p) => {
-                let r = if p.region == NormRegion::AcrossChannels { "ACROSS" } else { "WITHIN" };
+                let r = if p.region == NormRegion::AcrossChannels {
+                    "ACROSS"
+                } else {
+                    "WITHIN"
+                };
                 format!("{r} n{} a{} b{} k{}", p.local_size, p.alpha, p.beta, p.k)
             }
             Op::Relu(p) if p.negative_slope != 0.0 => format!("slope {}", p.negative_slope),

@@ -61,7 +61,10 @@ impl NetReport {
             let bottoms: Vec<Vec<usize>> = l.bottoms.iter().map(|b| shapes[b].clone()).collect();
             let tops: Vec<Vec<usize>> = l.tops.iter().map(|t| shapes[t].clone()).collect();
             let params = if l.blobs.is_empty() {
-                l.op.weight_shapes(&bottoms).iter().map(|s| s.iter().product::<usize>()).sum()
+                l.op.weight_shapes(&bottoms)
+                    .iter()
+                    .map(|s| s.iter().product::<usize>())
+                    .sum()
             } else {
                 l.blobs.iter().map(|b| b.len()).sum()
             };
@@ -69,12 +72,19 @@ impl NetReport {
                 name: l.name.clone(),
                 kind: l.op.caffe_type().to_string(),
                 summary: l.op.summary(),
-                bottoms: l.bottoms.iter().map(|b| net.caffe_name_of(b).to_string()).collect(),
+                bottoms: l
+                    .bottoms
+                    .iter()
+                    .map(|b| net.caffe_name_of(b).to_string())
+                    .collect(),
                 tops: l
                     .tops
                     .iter()
                     .zip(&tops)
-                    .map(|(t, s)| NamedShape { name: net.caffe_name_of(t).to_string(), shape: s.clone() })
+                    .map(|(t, s)| NamedShape {
+                        name: net.caffe_name_of(t).to_string(),
+                        shape: s.clone(),
+                    })
                     .collect(),
                 params,
                 flops: l.op.flops(&bottoms, &tops),
@@ -82,7 +92,14 @@ impl NetReport {
         }
         Ok(Self {
             name: net.name.clone(),
-            inputs: net.inputs.iter().map(|i| NamedShape { name: i.name.clone(), shape: i.shape.clone() }).collect(),
+            inputs: net
+                .inputs
+                .iter()
+                .map(|i| NamedShape {
+                    name: i.name.clone(),
+                    shape: i.shape.clone(),
+                })
+                .collect(),
             total_params: layers.iter().map(|l| l.params).sum(),
             total_flops: layers.iter().map(|l| l.flops).sum(),
             layers,
@@ -106,13 +123,30 @@ pub fn human_flops(f: u64) -> String {
 
 impl fmt::Display for NetReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "net: {}", if self.name.is_empty() { "(unnamed)" } else { &self.name })?;
+        writeln!(
+            f,
+            "net: {}",
+            if self.name.is_empty() {
+                "(unnamed)"
+            } else {
+                &self.name
+            }
+        )?;
         for i in &self.inputs {
             writeln!(f, "input {}: {}", i.name, shape_string(&i.shape))?;
         }
-        writeln!(f, "{:<16} {:<14} {:<24} {:<18} {:>11} {:>12}", "layer", "type", "parameters", "output", "params", "FLOPs")?;
+        writeln!(
+            f,
+            "{:<16} {:<14} {:<24} {:<18} {:>11} {:>12}",
+            "layer", "type", "parameters", "output", "params", "FLOPs"
+        )?;
         for l in &self.layers {
-            let out = l.tops.iter().map(|t| shape_string(&t.shape)).collect::<Vec<_>>().join(", ");
+            let out = l
+                .tops
+                .iter()
+                .map(|t| shape_string(&t.shape))
+                .collect::<Vec<_>>()
+                .join(", ");
             writeln!(
                 f,
                 "{:<16} {:<14} {:<24} {:<18} {:>11} {:>12}",
@@ -124,6 +158,11 @@ impl fmt::Display for NetReport {
                 human_flops(l.flops)
             )?;
         }
-        write!(f, "total: {} parameters, {} FLOPs", self.total_params, human_flops(self.total_flops))
+        write!(
+            f,
+            "total: {} parameters, {} FLOPs",
+            self.total_params,
+            human_flops(self.total_flops)
+        )
     }
 }

@@ -1,0 +1,13 @@
+//! Native training with Caffe's semantics: the solver file (`config`), learning-rate
+//! policies (`lr_policy`), the parameter update in `SGDSolver::ApplyUpdate`'s order
+//! (`solver`) and `.solverstate` snapshots (`state`).
+
+pub mod config;
+pub mod lr_policy;
+pub mod solver;
+pub mod state;
+
+pub use config::{ConfigError, Method, NetSource, Regularization, SolverConfig, TestNet};
+pub use lr_policy::LrPolicy;
+pub use solver::{Learnable, SmoothedLoss, Solver, SolverError};
+pub use state::{SnapshotPaths, SolverStateFile, StateError};
