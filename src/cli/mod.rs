@@ -6,6 +6,8 @@
 //! wrong shapes), 130 interrupted.
 
 use clap::{Parser, Subcommand};
+
+pub mod plot;
 use std::process::ExitCode;
 
 /// Exit code for a failed check (tolerance, partial failure).
@@ -24,7 +26,10 @@ pub struct Cli {
 
 /// Every subcommand.
 #[derive(Subcommand, Debug)]
-pub enum Command {}
+pub enum Command {
+    /// Draw a training log (`train --log`) as a PNG of loss and accuracy.
+    Plot(plot::PlotArgs),
+}
 
 /// Parses the arguments, runs the command and maps errors to exit codes. Errors are printed
 /// with their whole context chain (file, layer, line).
@@ -40,5 +45,7 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {}
+    match cli.command {
+        Command::Plot(a) => plot::run(a),
+    }
 }

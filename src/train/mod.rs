@@ -1,9 +1,12 @@
 //! Native training with Caffe's semantics: the solver file (`config`), learning-rate
 //! policies (`lr_policy`), the parameter update in `SGDSolver::ApplyUpdate`'s order
-//! (`solver`) and `.solverstate` snapshots (`state`).
+//! (`solver`), `.solverstate` snapshots (`state`), the JSONL training log (`log`) and
+//! its plot (`plot`).
 
 pub mod config;
+pub mod log;
 pub mod lr_policy;
+pub mod plot;
 pub mod solver;
 pub mod state;
 

@@ -15,30 +15,30 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     /// The file could not be read.
-    #[error("cannot read solver state {path}: {source}")]
+    #[error("cannot read solver state {path}: {cause}")]
     Io {
         /// File.
         path: PathBuf,
         /// Cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// Not a valid `SolverState` protobuf.
-    #[error("{path} is not a valid SolverState: {source}")]
+    #[error("{path} is not a valid SolverState: {cause}")]
     Decode {
         /// File.
         path: PathBuf,
         /// Cause.
-        source: prost::DecodeError,
+        cause: prost::DecodeError,
     },
     /// A history blob whose shape and data disagree.
-    #[error("{path}: history blob {index}: {source}")]
+    #[error("{path}: history blob {index}: {cause}")]
     Blob {
         /// File.
         path: PathBuf,
         /// Blob index.
         index: usize,
         /// Cause.
-        source: BlobError,
+        cause: BlobError,
     },
     /// The state does not fit the solver (another net or another method).
     #[error("{path}: {msg}")]
@@ -77,13 +77,13 @@ pub struct SolverStateFile {
 /// Reads a `.solverstate`. Blob sizes are checked against their stored values (which the
 /// decoder has already bounded by the file size).
 pub fn read_solverstate(path: &Path) -> Result<SolverStateFile, StateError> {
-    let bytes = std::fs::read(path).map_err(|source| StateError::Io {
+    let bytes = std::fs::read(path).map_err(|cause| StateError::Io {
         path: path.into(),
-        source,
+        cause,
     })?;
-    let s = SolverState::decode(bytes.as_slice()).map_err(|source| StateError::Decode {
+    let s = SolverState::decode(bytes.as_slice()).map_err(|cause| StateError::Decode {
         path: path.into(),
-        source,
+        cause,
     })?;
     let mismatch = |msg: String| StateError::Mismatch {
         path: path.into(),
@@ -98,10 +98,10 @@ pub fn read_solverstate(path: &Path) -> Result<SolverStateFile, StateError> {
         .iter()
         .enumerate()
         .map(|(index, b)| {
-            tensor_from_blob(b).map_err(|source| StateError::Blob {
+            tensor_from_blob(b).map_err(|cause| StateError::Blob {
                 path: path.into(),
                 index,
-                source,
+                cause,
             })
         })
         .collect::<Result<_, _>>()?;
