@@ -4,11 +4,14 @@
 //! its plot (`plot`).
 
 pub mod config;
+#[cfg(test)]
+pub(crate) mod gradcheck;
 pub mod log;
 pub mod lr_policy;
 pub mod plot;
 pub mod solver;
 pub mod state;
+pub mod transform;
 
 pub use config::{ConfigError, Method, NetSource, Regularization, SolverConfig, TestNet};
 pub use lr_policy::LrPolicy;
