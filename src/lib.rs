@@ -10,6 +10,8 @@
 pub mod caffe;
 pub mod cli;
 pub mod eval;
+pub mod exec;
+pub mod io;
 pub mod ir;
 pub mod ops;
 pub mod proto;

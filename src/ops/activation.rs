@@ -1,8 +1,8 @@
 //! Element-wise activations: ReLU (with Caffe's `negative_slope`, i.e. leaky), PReLU
 //! (learned per-channel slopes), Sigmoid and TanH. All keep the bottom's shape.
 
-use super::{expect_bottoms, OpError, OpResult};
-use crate::ir::Filler;
+use super::{expect_blob_len, expect_bottoms, OpError, OpResult};
+use crate::ir::{Filler, Tensor};
 
 /// ReLU parameters: `y = max(0, x) + negative_slope · min(0, x)`.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -47,9 +47,75 @@ pub fn same_shape(bottoms: &[Vec<usize>]) -> OpResult<Vec<Vec<usize>>> {
     Ok(vec![bottoms[0].clone()])
 }
 
+/// Caffe's ReLU on a slice: `max(x, 0) + negative_slope · min(x, 0)` (so a plain ReLU maps
+/// negatives to +0, as Caffe does). Written branch-free so it vectorises.
+pub fn relu_in_place(x: &mut [f32], negative_slope: f32) {
+    if negative_slope == 0.0 {
+        for v in x.iter_mut() {
+            *v = if *v > 0.0 { *v } else { 0.0 };
+        }
+    } else {
+        for v in x.iter_mut() {
+            let pos = if *v > 0.0 { *v } else { 0.0 };
+            let neg = if *v < 0.0 { *v } else { 0.0 };
+            *v = pos + negative_slope * neg;
+        }
+    }
+}
+
+/// Caffe's sigmoid (`SigmoidLayer`): `0.5 · tanh(0.5 · x) + 0.5`, which equals
+/// `1 / (1 + e^−x)` without overflowing for large |x|.
+pub fn sigmoid_in_place(x: &mut [f32]) {
+    for v in x.iter_mut() {
+        *v = 0.5 * (0.5 * *v).tanh() + 0.5;
+    }
+}
+
+/// Caffe's TanH layer.
+pub fn tanh_in_place(x: &mut [f32]) {
+    for v in x.iter_mut() {
+        *v = v.tanh();
+    }
+}
+
+/// Elements per parallel task for element-wise work: large enough to amortise rayon's
+/// scheduling, small enough to split one image's activations over the threads.
+pub(crate) const ELEMENTWISE_CHUNK: usize = 1 << 16;
+
+impl ReluParams {
+    /// ReLU on `x` in place, split over the rayon pool.
+    pub fn apply(&self, x: &mut [f32]) {
+        use rayon::prelude::*;
+        let slope = self.negative_slope;
+        x.par_chunks_mut(ELEMENTWISE_CHUNK)
+            .for_each(|c| relu_in_place(c, slope));
+    }
+}
+
+impl PReluParams {
+    /// PReLU in place (Caffe `PReLULayer::Forward_cpu`): channel `c = (i / HW) % C` of a
+    /// bottom whose axis 1 is the channel axis, `y = max(x, 0) + a_c · min(x, 0)`.
+    pub fn apply(&self, x: &mut Tensor, blobs: &[Tensor]) -> OpResult<()> {
+        let channels = if x.shape.len() > 1 { x.shape[1] } else { 1 };
+        let slopes = if self.channel_shared { 1 } else { channels };
+        expect_blob_len(blobs, 0, slopes, "slopes")?;
+        let a = &blobs[0].data;
+        let inner = x.count_from(2).max(1);
+        if self.channel_shared {
+            relu_in_place(&mut x.data, a[0]);
+        } else {
+            use rayon::prelude::*;
+            x.data
+                .par_chunks_mut(inner)
+                .enumerate()
+                .for_each(|(i, plane)| relu_in_place(plane, a[i % channels]));
+        }
+        Ok(())
+    }
+}
+
 // ---- backward (training) ----
 
-use crate::ir::Tensor;
 use rayon::prelude::*;
 
 /// Elements per rayon task in the element-wise backward passes.

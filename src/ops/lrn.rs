@@ -5,7 +5,11 @@
 //! window; Caffe builds it from an AVE pooling of x² (padding (n−1)/2, divisor clipped as
 //! AVE pooling does) and uses `k = 1`.
 
+use super::ctx::Ctx;
+use super::pool::PoolWindow;
 use super::{expect_bottoms, OpError, OpResult};
+use crate::ir::Tensor;
+use rayon::prelude::*;
 
 /// Normalisation region.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +51,7 @@ impl LrnParams {
     /// Same shape as the bottom; `local_size` must be odd, as Caffe checks.
     pub fn output_shapes(&self, bottoms: &[Vec<usize>]) -> OpResult<Vec<Vec<usize>>> {
         expect_bottoms(bottoms, 1, 1)?;
-        if self.local_size % 2 == 0 {
+        if self.local_size.is_multiple_of(2) {
             return Err(OpError::new(format!(
                 "local_size {} must be odd",
                 self.local_size
@@ -73,11 +77,110 @@ impl LrnParams {
     }
 }
 
+/// `scale^−β` for a slice, in place. β = 0.75 (every AlexNet-style net) is computed as
+/// `1 / (√s · √√s)` with correctly rounded square roots, which vectorises and is as
+/// accurate as `powf`; β = 0.5 and 1 likewise; other values use `powf`.
+fn inverse_power_in_place(scale: &mut [f32], beta: f32) {
+    if beta == 0.75 {
+        for s in scale.iter_mut() {
+            let r = s.sqrt();
+            *s = 1.0 / (r * r.sqrt());
+        }
+    } else if beta == 0.5 {
+        for s in scale.iter_mut() {
+            *s = 1.0 / s.sqrt();
+        }
+    } else if beta == 1.0 {
+        for s in scale.iter_mut() {
+            *s = 1.0 / *s;
+        }
+    } else {
+        for s in scale.iter_mut() {
+            *s = s.powf(-beta);
+        }
+    }
+}
+
+impl LrnParams {
+    /// Forward pass (Caffe `LRNLayer::CrossChannelForward_cpu` /
+    /// `WithinChannelForward`), parallel over the N·C output planes.
+    pub fn forward(&self, x: &Tensor, ctx: &mut Ctx) -> OpResult<Tensor> {
+        self.output_shapes(std::slice::from_ref(&x.shape))?;
+        let mut y = ctx.tensor(&x.shape);
+        let (channels, plane) = (x.shape[1], x.shape[2] * x.shape[3]);
+        if y.is_empty() {
+            return Ok(y);
+        }
+        match self.region {
+            NormRegion::AcrossChannels => self.across_channels(x, &mut y.data, channels, plane),
+            NormRegion::WithinChannel => self.within_channel(x, &mut y.data, plane),
+        }
+        Ok(y)
+    }
+
+    /// `y = x · (k + α/n · Σ x²)^−β` over the channels `c − (n−1)/2 ..= c + (n−1)/2` that
+    /// exist (the zero padding contributes nothing).
+    fn across_channels(&self, x: &Tensor, y: &mut [f32], channels: usize, plane: usize) {
+        let half = (self.local_size - 1) / 2;
+        let alpha_over_n = self.alpha / self.local_size as f32;
+        let (k, beta) = (self.k, self.beta);
+        let image = channels * plane;
+        y.par_chunks_mut(plane)
+            .enumerate()
+            .with_min_len(4)
+            .for_each(|(index, out)| {
+                let (n, c) = (index / channels, index % channels);
+                let src = &x.data[n * image..][..image];
+                let (lo, hi) = (c.saturating_sub(half), (c + half + 1).min(channels));
+                out.fill(0.0);
+                for cc in lo..hi {
+                    for (o, &v) in out.iter_mut().zip(&src[cc * plane..][..plane]) {
+                        *o += v * v;
+                    }
+                }
+                for o in out.iter_mut() {
+                    *o = k + alpha_over_n * *o;
+                }
+                inverse_power_in_place(out, beta);
+                for (o, &v) in out.iter_mut().zip(&src[c * plane..][..plane]) {
+                    *o *= v;
+                }
+            });
+    }
+
+    /// Caffe builds WITHIN_CHANNEL from other layers: x² → AVE pooling (kernel n, stride 1,
+    /// pad (n−1)/2, Caffe's clipped divisor) → `(1 + α · avg)^−β` → times x. So k is not
+    /// used and α is not divided again.
+    fn within_channel(&self, x: &Tensor, y: &mut [f32], plane: usize) {
+        let (h, w) = (x.shape[2], x.shape[3]);
+        let pad = (self.local_size - 1) / 2;
+        let win = PoolWindow {
+            input: [h, w],
+            output: [h, w],
+            kernel: [self.local_size; 2],
+            stride: [1, 1],
+            pad: [pad, pad],
+        };
+        let (alpha, beta) = (self.alpha, self.beta);
+        y.par_chunks_mut(plane)
+            .zip(x.data.par_chunks(plane))
+            .for_each(|(out, src)| {
+                let squares: Vec<f32> = src.iter().map(|v| v * v).collect();
+                win.ave_plane(&squares, out);
+                for o in out.iter_mut() {
+                    *o = 1.0 + alpha * *o;
+                }
+                inverse_power_in_place(out, beta);
+                for (o, &v) in out.iter_mut().zip(src) {
+                    *o *= v;
+                }
+            });
+    }
+}
+
 // ---- backward (training) ----
 
-use super::pool::{window, PoolMethod, PoolParams};
-use crate::ir::Tensor;
-use rayon::prelude::*;
+use super::pool::{clipped_window, PoolMethod, PoolParams};
 
 impl LrnParams {
     /// Backward from the bottom `x`, the top `y` and the top diff `dy`.
@@ -195,7 +298,7 @@ impl LrnParams {
         let mut divisor = vec![1.0f32; x.len()];
         for py in 0..hw[0] {
             for px in 0..w {
-                let (h0, h1, w0, w1, size) = window(PoolMethod::Ave, (py, px), hw, geo);
+                let (h0, h1, w0, w1, size) = clipped_window(PoolMethod::Ave, (py, px), hw, geo);
                 let mut sum = 0.0f32;
                 for yy in h0..h1 {
                     sum += x[yy * w + w0..yy * w + w1]
@@ -216,7 +319,7 @@ impl LrnParams {
         let mut spread = vec![0.0f32; x.len()];
         for py in 0..hw[0] {
             for px in 0..w {
-                let (h0, h1, w0, w1, _) = window(PoolMethod::Ave, (py, px), hw, geo);
+                let (h0, h1, w0, w1, _) = clipped_window(PoolMethod::Ave, (py, px), hw, geo);
                 let share = t[py * w + px] / divisor[py * w + px];
                 for yy in h0..h1 {
                     for s in &mut spread[yy * w + w0..yy * w + w1] {

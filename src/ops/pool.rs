@@ -2,7 +2,10 @@
 //! rule: `ceil((H + 2p − k) / s) + 1`, minus one when the last window would start at or
 //! beyond `H + p` (so every window starts inside the image or its left padding).
 
+use super::ctx::Ctx;
 use super::{expect_bottoms, OpError, OpResult};
+use crate::ir::Tensor;
+use rayon::prelude::*;
 
 /// Pooling method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,15 +122,136 @@ impl PoolParams {
     }
 }
 
-// ---- backward (training) ----
+/// The window geometry of a pooling over one H×W plane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolWindow {
+    /// Input height and width.
+    pub input: [usize; 2],
+    /// Output height and width.
+    pub output: [usize; 2],
+    /// Window height and width.
+    pub kernel: [usize; 2],
+    /// Stride (height, width).
+    pub stride: [usize; 2],
+    /// Padding (height, width).
+    pub pad: [usize; 2],
+}
 
-use crate::ir::Tensor;
-use rayon::prelude::*;
+/// One window along one axis: the clipped input range and Caffe's AVE divisor factor.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    start: usize,
+    end: usize,
+    /// `min(start_unclipped + k, input + pad) − start_unclipped`: the window clipped to the
+    /// padded border only, as Caffe's `pool_size` counts it.
+    ave_count: usize,
+}
+
+impl PoolWindow {
+    /// Caffe's window for output index `o` along `axis`: `hstart = o·s − p`,
+    /// `hend = min(hstart + k, H + p)`, the AVE count taken there, then both clipped to the
+    /// image.
+    fn span(&self, axis: usize, o: usize) -> Span {
+        let (k, s, p, n) = (
+            self.kernel[axis],
+            self.stride[axis],
+            self.pad[axis],
+            self.input[axis],
+        );
+        // Work in coordinates shifted by +p so that everything stays unsigned.
+        let start_shifted = o * s;
+        let end_shifted = (start_shifted + k).min(n + 2 * p);
+        let ave_count = end_shifted - start_shifted;
+        let start = start_shifted.saturating_sub(p).min(n);
+        let end = end_shifted.saturating_sub(p).min(n);
+        Span {
+            start,
+            end,
+            ave_count,
+        }
+    }
+
+    fn spans(&self, axis: usize) -> Vec<Span> {
+        (0..self.output[axis]).map(|o| self.span(axis, o)).collect()
+    }
+
+    /// MAX pooling of one plane (Caffe initialises with −FLT_MAX, so padding never wins).
+    pub fn max_plane(&self, src: &[f32], dst: &mut [f32]) {
+        let w = self.input[1];
+        let (rows, cols) = (self.spans(0), self.spans(1));
+        for (dst_row, r) in dst.chunks_mut(self.output[1]).zip(&rows) {
+            for (d, c) in dst_row.iter_mut().zip(&cols) {
+                let mut m = -f32::MAX;
+                for y in r.start..r.end {
+                    for &v in &src[y * w + c.start..y * w + c.end] {
+                        m = if v > m { v } else { m };
+                    }
+                }
+                *d = m;
+            }
+        }
+    }
+
+    /// AVE pooling of one plane: the clipped window's sum over Caffe's `pool_size`.
+    pub fn ave_plane(&self, src: &[f32], dst: &mut [f32]) {
+        let w = self.input[1];
+        let (rows, cols) = (self.spans(0), self.spans(1));
+        for (dst_row, r) in dst.chunks_mut(self.output[1]).zip(&rows) {
+            for (d, c) in dst_row.iter_mut().zip(&cols) {
+                let mut sum = 0.0f32;
+                for y in r.start..r.end {
+                    for &v in &src[y * w + c.start..y * w + c.end] {
+                        sum += v;
+                    }
+                }
+                *d = sum / (r.ave_count * c.ave_count) as f32;
+            }
+        }
+    }
+}
+
+impl PoolParams {
+    /// The window geometry for an N×C×H×W bottom.
+    pub fn window(&self, bottom: &[usize]) -> OpResult<PoolWindow> {
+        let out = self.output_shapes(&[bottom.to_vec()])?;
+        let (kernel, stride, pad) = self.effective([bottom[2], bottom[3]]);
+        Ok(PoolWindow {
+            input: [bottom[2], bottom[3]],
+            output: [out[0][2], out[0][3]],
+            kernel,
+            stride,
+            pad,
+        })
+    }
+
+    /// Forward pass (Caffe `PoolingLayer::Forward_cpu`, MAX and AVE), parallel over the
+    /// N·C planes.
+    pub fn forward(&self, x: &Tensor, ctx: &mut Ctx) -> OpResult<Tensor> {
+        let win = self.window(&x.shape)?;
+        let mut y = ctx.tensor(&[x.shape[0], x.shape[1], win.output[0], win.output[1]]);
+        let (in_plane, out_plane) = (win.input[0] * win.input[1], win.output[0] * win.output[1]);
+        if y.is_empty() || in_plane == 0 {
+            return Ok(y);
+        }
+        let method = self.method;
+        y.data
+            .par_chunks_mut(out_plane)
+            .zip(x.data.par_chunks(in_plane))
+            .with_min_len(4)
+            .for_each(|(dst, src)| match method {
+                PoolMethod::Max => win.max_plane(src, dst),
+                PoolMethod::Ave => win.ave_plane(src, dst),
+            });
+        Ok(y)
+    }
+}
+
+// ---- backward (training) ----
 
 /// One pooling window of output (ph, pw), clipped as Caffe clips it: `(h0, h1, w0, w1)`
 /// inside the image, plus the AVE divisor counted over the window clipped to the padded
 /// border only.
-pub(crate) fn window(
+pub(crate) fn clipped_window(
     method: PoolMethod,
     (ph, pw): (usize, usize),
     [h, w]: [usize; 2],
@@ -177,7 +301,7 @@ impl PoolParams {
                 for ph in 0..oh {
                     for pw in 0..ow {
                         let g = dy[ph * ow + pw];
-                        let (h0, h1, w0, w1, size) = window(method, (ph, pw), hw, geo);
+                        let (h0, h1, w0, w1, size) = clipped_window(method, (ph, pw), hw, geo);
                         match method {
                             PoolMethod::Max => {
                                 let mut best = -f32::MAX;
@@ -312,7 +436,10 @@ mod gradient_checks {
                     pad: [pad; 2],
                     ..Default::default()
                 };
-                let out = p.output_shapes(&[shape.clone()]).unwrap().remove(0);
+                let out = p
+                    .output_shapes(std::slice::from_ref(&shape))
+                    .unwrap()
+                    .remove(0);
                 let len: usize = shape.iter().product();
                 let x = uniform(len, -3.0, 3.0, 5);
                 let dy = uniform(out.iter().product(), -1.0, 1.0, 6);
