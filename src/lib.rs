@@ -9,6 +9,7 @@
 
 pub mod caffe;
 pub mod cli;
+pub mod eval;
 pub mod exec;
 pub mod io;
 pub mod ir;
@@ -19,4 +20,5 @@ pub mod ops;
 pub mod proto;
 #[doc(hidden)]
 pub mod testutil;
+pub mod train;
 pub mod util;

@@ -9,6 +9,7 @@ pub mod bench;
 pub mod common;
 pub mod convert;
 pub mod inspect;
+pub mod plot;
 pub mod run;
 
 use clap::{Parser, Subcommand};
@@ -39,6 +40,8 @@ pub enum Command {
     Convert(convert::Args),
     /// Measure latency, throughput and GFLOP/s, overall and per layer.
     Bench(bench::Args),
+    /// Draw a training log (`train --log`) as a PNG of loss and accuracy.
+    Plot(plot::PlotArgs),
 }
 
 /// Parses the arguments, runs the command and maps errors to exit codes. Errors are printed
@@ -60,5 +63,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(a) => run::run(a),
         Command::Convert(a) => convert::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Plot(a) => plot::run(a),
     }
 }
