@@ -438,3 +438,27 @@ fn weights_in_the_net_parameter_get_their_current_shapes() {
     let e = net_from_proto(&p, Phase::Test).unwrap_err().to_string();
     assert!(e.contains("'ip'") && e.contains("blob 1"), "{e}");
 }
+
+#[test]
+fn a_missing_half_of_an_h_w_pair_reads_as_zero_like_caffe() {
+    let conv = |params: &str| {
+        let text = format!(
+            r#"layer {{ name: "c" type: "Convolution" convolution_param {{ num_output: 1 {params} }} }}"#
+        );
+        crate::caffe::import_ops::op_from_layer(&parse(&text).layer[0])
+    };
+    match conv("kernel_size: 3 pad_h: 2").unwrap() {
+        Op::Convolution(p) => assert_eq!(p.pad, [2, 0]),
+        other => panic!("{other:?}"),
+    }
+    let e = conv("kernel_size: 3 stride_h: 2").unwrap_err().to_string();
+    assert!(e.contains("'c'") && e.contains("stride [2, 0]"), "{e}");
+    let e = conv("kernel_size: 3 kernel_h: 3 kernel_w: 3")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("either kernel_size or kernel_h/kernel_w"), "{e}");
+    let e = conv("kernel_size: 3 kernel_size: 3 kernel_size: 3")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("kernel_size has 3 values"), "{e}");
+}

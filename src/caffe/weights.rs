@@ -70,7 +70,7 @@ pub fn canonical_rank_shape(op: &Op, index: usize, shape: &[usize]) -> Vec<usize
 }
 
 /// Gives every learned blob exactly the shape its op expects (they already passed
-/// [`crate::ir::shape_matches`] in `Net::infer_shapes`, so only legacy leading 1-dims
+/// Caffe's legacy `ShapeEquals` rule in `Net::infer_shapes`, so only legacy leading 1-dims
 /// change).
 pub fn conform_weights(net: &mut Net, shapes: &BlobShapes) {
     for l in &mut net.layers {
