@@ -87,7 +87,7 @@ fn load_graph(path: &Path) -> Result<Net> {
 /// benchmarking nets that exist only as a prototxt. Returns the filled layer names.
 pub fn load_model_random(path: &Path, seed: u64) -> Result<(Net, Vec<String>)> {
     let mut net = load_model(path, None)?;
-    let filled = crate::caffe::fill_missing_weights(&mut net, seed)
+    let filled = crate::caffe::weights::fill_missing_weights_random(&mut net, seed)
         .with_context(|| format!("filling random weights for {}", path.display()))?;
     Ok((net, filled))
 }

@@ -152,7 +152,7 @@ pub fn fill_missing_weights(net: &mut Net, seed: u64) -> Result<Vec<String>, Net
 }
 
 /// Like [`fill_missing_weights`], but a weight blob whose filler is Caffe's default
-/// (constant 0) is drawn from xavier (fan-in) instead: deploy prototxts rarely name fillers,
+/// (constant 0) is drawn from gaussian(0, 0.01) instead (the `bench --random-weights` rule): deploy prototxts rarely name fillers,
 /// and all-zero weights would make every activation after the first layer constant, which
 /// is no use for benchmarks or smoke tests. Biases keep their fillers.
 pub fn fill_missing_weights_random(net: &mut Net, seed: u64) -> Result<Vec<String>, NetError> {
@@ -176,8 +176,9 @@ fn fill_missing(net: &mut Net, seed: u64, random_default: bool) -> Result<Vec<St
         if let Some(w) = fillers.first_mut() {
             let has_weight_matrix = matches!(l.op, Op::Convolution(_) | Op::InnerProduct(_));
             if random_default && has_weight_matrix && *w == Filler::default() {
-                *w = Filler::Xavier {
-                    norm: crate::ir::VarianceNorm::FanIn,
+                *w = Filler::Gaussian {
+                    mean: 0.0,
+                    std: 0.01,
                 };
             }
         }
