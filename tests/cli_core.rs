@@ -340,3 +340,55 @@ fn missing_files_are_named() {
     let o = run(&["run", TINY, "--weights", TINY_W, "--input", "missing.npy"]);
     assert_bad_input(&o, &["missing.npy"]);
 }
+
+/// True when `python3 -c "import cv2, numpy; cv2.dnn.readNetFromCaffe"` works here.
+fn opencv_available() -> bool {
+    Command::new("python3")
+        .args(["-c", "import cv2, numpy; cv2.dnn.readNetFromCaffe"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+#[test]
+fn written_caffe_files_load_in_opencv_and_give_our_outputs() {
+    if !opencv_available() {
+        eprintln!("SKIP: python3 with opencv-python (4.x, with the Caffe importer) and numpy is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("net.caffemodel");
+    let o = run(&["convert", TINY, "-w", TINY_W, "-o", s(&model)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = dir.path().join("out");
+    let proto = dir.path().join("net.prototxt");
+    let o = run(&[
+        "run",
+        s(&proto),
+        "-w",
+        s(&model),
+        "--input",
+        PATTERN,
+        "--output-dir",
+        s(&out),
+        "--all-blobs",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let pairs: Vec<String> = ["prob", "fc8", "norm2", "pool5"]
+        .iter()
+        .map(|n| format!("{n}={}", out.join(format!("{n}.npy")).display()))
+        .collect();
+    let o = Command::new("python3")
+        .arg(repo("tools/check_caffe_opencv.py"))
+        .args([s(&proto), s(&model), s(&repo(PATTERN))])
+        .args(&pairs)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "OpenCV disagrees:\n{report}{}",
+        stderr(&o)
+    );
+    assert_eq!(report.matches(" ok").count(), 4, "{report}");
+}
