@@ -243,28 +243,24 @@ fn prototxt_syntax_error_gives_line_and_column() {
     assert_bad_input(&o, &["broken.prototxt", ":6:"]);
 }
 
+/// `inspect` on a prototxt with one 8×8 input and the given layer must fail naming `needles`.
+fn inspect_layer_fails(file: &str, layer: &str, needles: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!("input: \"data\"\ninput_shape {{ dim: 1 dim: 3 dim: 8 dim: 8 }}\n{layer}\n");
+    let p = write(dir.path(), file, text.as_bytes());
+    assert_bad_input(&run(&["inspect", s(&p)]), needles);
+}
+
 #[test]
 fn unknown_layer_type_names_the_layer() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = write(
-        dir.path(),
-        "unknown.prototxt",
-        b"input: \"data\"\ninput_shape { dim: 1 dim: 3 dim: 8 dim: 8 }\nlayer { name: \"weird1\" type: \"FancyLayer\" bottom: \"data\" top: \"y\" }\n",
-    );
-    let o = run(&["inspect", s(&p)]);
-    assert_bad_input(&o, &["weird1", "FancyLayer"]);
+    let layer = r#"layer { name: "weird1" type: "FancyLayer" bottom: "data" top: "y" }"#;
+    inspect_layer_fails("unknown.prototxt", layer, &["weird1", "FancyLayer"]);
 }
 
 #[test]
 fn bottom_that_no_layer_produces_is_named() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = write(
-        dir.path(),
-        "dangling.prototxt",
-        b"input: \"data\"\ninput_shape { dim: 1 dim: 3 dim: 8 dim: 8 }\nlayer { name: \"r\" type: \"ReLU\" bottom: \"ghost\" top: \"y\" }\n",
-    );
-    let o = run(&["inspect", s(&p)]);
-    assert_bad_input(&o, &["'r'", "ghost"]);
+    let layer = r#"layer { name: "r" type: "ReLU" bottom: "ghost" top: "y" }"#;
+    inspect_layer_fails("dangling.prototxt", layer, &["'r'", "ghost"]);
 }
 
 #[test]
