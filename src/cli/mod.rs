@@ -5,6 +5,13 @@
 //! some images in a batch failed), 2 bad input or usage (unreadable or invalid files,
 //! wrong shapes), 130 interrupted.
 
+pub mod bench;
+pub mod common;
+pub mod convert;
+pub mod inspect;
+pub mod plot;
+pub mod run;
+
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -24,7 +31,18 @@ pub struct Cli {
 
 /// Every subcommand.
 #[derive(Subcommand, Debug)]
-pub enum Command {}
+pub enum Command {
+    /// Print a model's layers, shapes, parameters and FLOPs (or a mean file's channel means).
+    Inspect(inspect::Args),
+    /// Run one N×C×H×W .npy tensor through a model and write the outputs as .npy.
+    Run(run::Args),
+    /// Convert a model between formats (the output extension picks the format).
+    Convert(convert::Args),
+    /// Measure latency, throughput and GFLOP/s, overall and per layer.
+    Bench(bench::Args),
+    /// Draw a training log (`train --log`) as a PNG of loss and accuracy.
+    Plot(plot::PlotArgs),
+}
 
 /// Parses the arguments, runs the command and maps errors to exit codes. Errors are printed
 /// with their whole context chain (file, layer, line).
@@ -40,5 +58,11 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {}
+    match cli.command {
+        Command::Inspect(a) => inspect::run(a),
+        Command::Run(a) => run::run(a),
+        Command::Convert(a) => convert::run(a),
+        Command::Bench(a) => bench::run(a),
+        Command::Plot(a) => plot::run(a),
+    }
 }

@@ -1,8 +1,10 @@
 //! BatchNorm and Scale, as Caffe splits them: `BatchNormLayer` only normalises with stored
 //! (or batch) statistics; the learned γ/β live in a following `ScaleLayer`.
 
-use super::{canonical_axis, expect_bottoms, OpError, OpResult};
-use crate::ir::Filler;
+use super::ctx::Ctx;
+use super::{canonical_axis, expect_blob_len, expect_bottoms, OpError, OpResult};
+use crate::ir::{Filler, Phase, Tensor};
+use rayon::prelude::*;
 
 /// BatchNorm parameters. Blobs: mean `[C]`, variance `[C]` and the moving-average scale
 /// factor `[1]`; the stored statistics are divided by that factor (0 means 0).
@@ -118,5 +120,139 @@ impl ScaleParams {
             v.push(shape);
         }
         v
+    }
+}
+
+impl BatchNormParams {
+    /// Whether stored statistics are used in `phase` (Caffe: the explicit setting, else
+    /// true in TEST and false in TRAIN).
+    pub fn uses_global_stats(&self, phase: Phase) -> bool {
+        self.use_global_stats.unwrap_or(phase == Phase::Test)
+    }
+
+    /// Forward in place (Caffe `BatchNormLayer::Forward_cpu`):
+    /// `y = (x − mean_c) / √(var_c + eps)`. With global statistics, mean and variance are
+    /// the stored blobs times `1 / factor` (0 when the factor is 0). Otherwise they are the
+    /// batch's biased statistics over N·H·W, pushed to `ctx.saved` as `[mean, var]` for
+    /// the backward pass and the moving-average update.
+    pub fn apply(&self, x: &mut Tensor, blobs: &[Tensor], ctx: &mut Ctx) -> OpResult<()> {
+        self.output_shapes(std::slice::from_ref(&x.shape))?;
+        let channels = x.shape[1];
+        let inner = x.count_from(2);
+        let (mean, var) = if self.uses_global_stats(ctx.phase) {
+            expect_blob_len(blobs, 0, channels, "mean")?;
+            expect_blob_len(blobs, 1, channels, "variance")?;
+            expect_blob_len(blobs, 2, 1, "moving-average factor")?;
+            let factor = blobs[2].data[0];
+            let scale = if factor == 0.0 { 0.0 } else { 1.0 / factor };
+            let mean: Vec<f32> = blobs[0].data.iter().map(|m| m * scale).collect();
+            let var: Vec<f32> = blobs[1].data.iter().map(|v| v * scale).collect();
+            (mean, var)
+        } else {
+            let (mean, var) = batch_statistics(x, channels, inner);
+            ctx.saved.push(Tensor {
+                shape: vec![channels],
+                data: mean.clone(),
+            });
+            ctx.saved.push(Tensor {
+                shape: vec![channels],
+                data: var.clone(),
+            });
+            (mean, var)
+        };
+        let inv_std: Vec<f32> = var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect();
+        if inner > 0 {
+            x.data
+                .par_chunks_mut(inner)
+                .enumerate()
+                .for_each(|(i, plane)| {
+                    let c = i % channels;
+                    for v in plane.iter_mut() {
+                        *v = (*v - mean[c]) * inv_std[c];
+                    }
+                });
+        }
+        Ok(())
+    }
+}
+
+/// Per-channel mean and biased variance over N·H·W, accumulated in f64.
+fn batch_statistics(x: &Tensor, channels: usize, inner: usize) -> (Vec<f32>, Vec<f32>) {
+    let mut sum = vec![0.0f64; channels];
+    let mut sq = vec![0.0f64; channels];
+    if inner > 0 {
+        for (i, plane) in x.data.chunks(inner).enumerate() {
+            let c = i % channels;
+            for &v in plane {
+                sum[c] += v as f64;
+                sq[c] += v as f64 * v as f64;
+            }
+        }
+    }
+    let count = (x.len() / channels.max(1)).max(1) as f64;
+    let mean: Vec<f64> = sum.iter().map(|s| s / count).collect();
+    let var = sq
+        .iter()
+        .zip(&mean)
+        .map(|(s, m)| (s / count - m * m).max(0.0) as f32)
+        .collect();
+    (mean.into_iter().map(|m| m as f32).collect(), var)
+}
+
+impl ScaleParams {
+    /// Forward in place (Caffe `ScaleLayer::Forward_cpu`): `y = x · γ_s (+ β_s)` where `s`
+    /// runs over the axes `axis .. axis + num_axes`. γ is the first blob, or the second
+    /// bottom in the two-bottom form; β is the next blob when `bias_term`.
+    pub fn apply(
+        &self,
+        x: &mut Tensor,
+        gamma_bottom: Option<&Tensor>,
+        blobs: &[Tensor],
+    ) -> OpResult<()> {
+        let axes = self.axes(x.shape.len())?;
+        let outer: usize = x.shape[..axes.start].iter().product();
+        let dim: usize = x.shape[axes.clone()].iter().product();
+        let inner: usize = x.shape[axes.end..].iter().product();
+        let (gamma, bias_index) = match gamma_bottom {
+            Some(g) => {
+                if g.len() != dim {
+                    return Err(OpError::new(format!(
+                        "scale bottom has {} values, expected {dim}",
+                        g.len()
+                    )));
+                }
+                (&g.data[..], 0)
+            }
+            None => {
+                expect_blob_len(blobs, 0, dim, "scale")?;
+                (&blobs[0].data[..], 1)
+            }
+        };
+        let beta = if self.bias_term {
+            expect_blob_len(blobs, bias_index, dim, "bias")?;
+            Some(&blobs[bias_index].data[..])
+        } else {
+            None
+        };
+        if outer * dim * inner == 0 {
+            return Ok(());
+        }
+        x.data
+            .par_chunks_mut(inner)
+            .enumerate()
+            .for_each(|(i, row)| {
+                let s = i % dim;
+                let (g, b) = (gamma[s], beta.map_or(0.0, |b| b[s]));
+                if beta.is_some() {
+                    for v in row.iter_mut() {
+                        *v = *v * g + b;
+                    }
+                } else {
+                    for v in row.iter_mut() {
+                        *v *= g;
+                    }
+                }
+            });
+        Ok(())
     }
 }

@@ -1,7 +1,9 @@
 //! Concat (Caffe `ConcatLayer`): joins bottoms along `axis` (default 1, channels); every
 //! other dimension must agree.
 
+use super::ctx::Ctx;
 use super::{canonical_axis, expect_bottoms, OpError, OpResult};
+use crate::ir::Tensor;
 
 /// Concat parameters.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,5 +39,26 @@ impl ConcatParams {
             out[a] += b[a];
         }
         Ok(vec![out])
+    }
+}
+
+impl ConcatParams {
+    /// Forward pass (Caffe `ConcatLayer::Forward_cpu`): for every index of the axes before
+    /// `axis`, the bottoms' blocks are copied one after the other.
+    pub fn forward(&self, bottoms: &[&Tensor], ctx: &mut Ctx) -> OpResult<Tensor> {
+        let shapes: Vec<Vec<usize>> = bottoms.iter().map(|b| b.shape.clone()).collect();
+        let out_shape = self.output_shapes(&shapes)?.remove(0);
+        let axis = canonical_axis(self.axis, out_shape.len())?;
+        let outer: usize = out_shape[..axis].iter().product();
+        let mut y = ctx.tensor(&out_shape);
+        let mut offset = 0;
+        for o in 0..outer {
+            for b in bottoms {
+                let block = b.count_from(axis);
+                y.data[offset..offset + block].copy_from_slice(&b.data[o * block..][..block]);
+                offset += block;
+            }
+        }
+        Ok(y)
     }
 }

@@ -1,6 +1,11 @@
 //! Dropout (Caffe `DropoutLayer`): inverted dropout. In TRAIN each element is kept with
 //! probability 1 − ratio and scaled by 1/(1 − ratio); in TEST it is the identity.
 
+use super::ctx::Ctx;
+use super::{OpError, OpResult};
+use crate::ir::{Phase, Tensor};
+use rand::Rng;
+
 /// Dropout parameters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DropoutParams {
@@ -11,5 +16,38 @@ pub struct DropoutParams {
 impl Default for DropoutParams {
     fn default() -> Self {
         Self { ratio: 0.5 }
+    }
+}
+
+impl DropoutParams {
+    /// Forward in place (Caffe `DropoutLayer::Forward_cpu`). TEST: the identity. TRAIN:
+    /// each element is kept with probability `1 − ratio` and scaled by `1 / (1 − ratio)`;
+    /// the scaled mask (0 or the scale, per element) is pushed to `ctx.saved` for the
+    /// backward pass, which multiplies the top gradient by it.
+    pub fn apply(&self, x: &mut Tensor, ctx: &mut Ctx) -> OpResult<()> {
+        if ctx.phase == Phase::Test {
+            return Ok(());
+        }
+        if !(0.0..1.0).contains(&self.ratio) {
+            return Err(OpError::new(format!(
+                "dropout_ratio {} must be in [0, 1)",
+                self.ratio
+            )));
+        }
+        let keep = 1.0 - self.ratio;
+        let scale = 1.0 / keep;
+        let mut mask = ctx.tensor(&x.shape);
+        for m in mask.data.iter_mut() {
+            *m = if ctx.rng.random::<f32>() < keep {
+                scale
+            } else {
+                0.0
+            };
+        }
+        for (v, m) in x.data.iter_mut().zip(&mask.data) {
+            *v *= m;
+        }
+        ctx.saved.push(mask);
+        Ok(())
     }
 }

@@ -1,7 +1,9 @@
 //! Eltwise (Caffe `EltwiseLayer`): element-wise PROD, SUM (with optional coefficients) or
 //! MAX of two or more equal-shaped bottoms.
 
+use super::ctx::Ctx;
 use super::{expect_bottoms, OpError, OpResult};
+use crate::ir::Tensor;
 
 /// Eltwise operation; Caffe's default is SUM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,5 +57,46 @@ impl EltwiseParams {
     /// Coefficient of bottom `i` (1 when none are given).
     pub fn coeff(&self, i: usize) -> f32 {
         self.coeffs.get(i).copied().unwrap_or(1.0)
+    }
+}
+
+impl EltwiseParams {
+    /// Forward pass (Caffe `EltwiseLayer::Forward_cpu`): PROD multiplies the bottoms in
+    /// order; SUM starts from 0 and adds `coeff_i · b_i` in order; MAX keeps the larger
+    /// value (a later bottom wins only when strictly greater).
+    pub fn forward(&self, bottoms: &[&Tensor], ctx: &mut Ctx) -> OpResult<Tensor> {
+        let shapes: Vec<Vec<usize>> = bottoms.iter().map(|b| b.shape.clone()).collect();
+        let out_shape = self.output_shapes(&shapes)?.remove(0);
+        let mut y = ctx.tensor(&out_shape);
+        match self.op {
+            EltwiseOp::Prod => {
+                y.data.copy_from_slice(&bottoms[0].data);
+                for b in &bottoms[1..] {
+                    for (v, x) in y.data.iter_mut().zip(&b.data) {
+                        *v *= x;
+                    }
+                }
+            }
+            EltwiseOp::Sum => {
+                y.data.fill(0.0);
+                for (i, b) in bottoms.iter().enumerate() {
+                    let c = self.coeff(i);
+                    for (v, x) in y.data.iter_mut().zip(&b.data) {
+                        *v += c * x;
+                    }
+                }
+            }
+            EltwiseOp::Max => {
+                y.data.copy_from_slice(&bottoms[0].data);
+                for b in &bottoms[1..] {
+                    for (v, &x) in y.data.iter_mut().zip(&b.data) {
+                        if x > *v {
+                            *v = x;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(y)
     }
 }

@@ -2,8 +2,12 @@
 //! inputs, `y = x · Wᵀ + b` with W stored `[num_output, K]` (or `[K, num_output]` when
 //! `transpose` is set).
 
-use super::{canonical_axis, expect_bottoms, OpError, OpResult};
-use crate::ir::Filler;
+use super::activation::relu_in_place;
+use super::ctx::Ctx;
+use super::gemm::{sgemm, MatRef};
+use super::{canonical_axis, expect_blob_len, expect_bottoms, OpError, OpResult};
+use crate::ir::{Filler, Tensor};
+use rayon::prelude::*;
 
 /// InnerProduct parameters with Caffe's defaults (bias on, axis 1, no transpose).
 #[derive(Debug, Clone, PartialEq)]
@@ -81,4 +85,112 @@ impl InnerProductParams {
         let (m, k) = self.m_k(&bottoms[0]).unwrap_or((0, 0));
         2 * (m * k * self.num_output) as u64
     }
+}
+
+/// At most this many rows use the matrix-vector path: each weight row is streamed from
+/// memory once and dotted with every input row, instead of being packed by the GEMM.
+const GEMV_MAX_ROWS: usize = 4;
+
+impl InnerProductParams {
+    /// Forward pass (Caffe `InnerProductLayer::Forward_cpu`): `y[M×N] = x[M×K] · Wᵀ + b`
+    /// (`x · W` when `transpose`). `relu` fuses a following ReLU with that slope.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        blobs: &[Tensor],
+        ctx: &mut Ctx,
+        relu: Option<f32>,
+    ) -> OpResult<Tensor> {
+        let out_shape = self
+            .output_shapes(std::slice::from_ref(&x.shape))?
+            .remove(0);
+        let (m, k) = self.m_k(&x.shape)?;
+        let n = self.num_output;
+        expect_blob_len(blobs, 0, n * k, "weights")?;
+        let w = &blobs[0].data;
+        let bias = if self.bias_term {
+            expect_blob_len(blobs, 1, n, "bias")?;
+            Some(&blobs[1].data[..])
+        } else {
+            None
+        };
+        let mut y = ctx.tensor(&out_shape);
+        if m == 0 || n == 0 {
+            return Ok(y);
+        }
+        if !self.transpose && m <= GEMV_MAX_ROWS {
+            gemv_rows(&x.data, w, m, k, n, &mut y.data);
+        } else {
+            let weights = if self.transpose {
+                MatRef::row_major(w, n)
+            } else {
+                MatRef::transposed(w, k)
+            };
+            sgemm(
+                m,
+                n,
+                k,
+                MatRef::row_major(&x.data, k),
+                weights,
+                &mut y.data,
+                n,
+                false,
+                ctx.threads,
+            );
+        }
+        for row in y.data.chunks_mut(n) {
+            if let Some(b) = bias {
+                for (v, b) in row.iter_mut().zip(b) {
+                    *v += b;
+                }
+            }
+            if let Some(slope) = relu {
+                relu_in_place(row, slope);
+            }
+        }
+        Ok(y)
+    }
+}
+
+/// `y[i][j] = x_i · W_j` for a few rows `x_i`, parallel over blocks of output units `j`.
+/// Memory-bound: every weight row is read once from memory for all `m` input rows.
+fn gemv_rows(x: &[f32], w: &[f32], m: usize, k: usize, n: usize, y: &mut [f32]) {
+    const UNITS_PER_TASK: usize = 16;
+    let mut by_unit = vec![0.0f32; n * m];
+    by_unit
+        .par_chunks_mut(UNITS_PER_TASK * m)
+        .enumerate()
+        .for_each(|(block, out)| {
+            for (u, out_u) in out.chunks_mut(m).enumerate() {
+                let j = block * UNITS_PER_TASK + u;
+                let wj = &w[j * k..][..k];
+                for (i, o) in out_u.iter_mut().enumerate() {
+                    *o = dot(&x[i * k..][..k], wj);
+                }
+            }
+        });
+    for i in 0..m {
+        for j in 0..n {
+            y[i * n + j] = by_unit[j * m + i];
+        }
+    }
+}
+
+/// Dot product with 16 independent partial sums, so the compiler keeps several vector
+/// accumulators in flight.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    const LANES: usize = 16;
+    let mut acc = [0.0f32; LANES];
+    let (a_main, a_tail) = a.split_at(a.len() / LANES * LANES);
+    let (b_main, b_tail) = b.split_at(a_main.len());
+    for (ca, cb) in a_main.chunks_exact(LANES).zip(b_main.chunks_exact(LANES)) {
+        for l in 0..LANES {
+            acc[l] += ca[l] * cb[l];
+        }
+    }
+    let mut sum: f32 = acc.iter().sum();
+    for (x, y) in a_tail.iter().zip(b_tail) {
+        sum += x * y;
+    }
+    sum
 }

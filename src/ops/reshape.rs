@@ -1,6 +1,8 @@
 //! Layers that only change how a blob is viewed or shared: Flatten, Reshape and Split.
 
+use super::ctx::Ctx;
 use super::{canonical_axis, expect_bottoms, OpError, OpResult};
+use crate::ir::Tensor;
 
 /// Flatten (Caffe `FlattenLayer`): merges axes `axis..=end_axis` into one.
 #[derive(Debug, Clone, PartialEq)]
@@ -108,7 +110,7 @@ impl ReshapeParams {
         let total: usize = b.iter().product();
         if let Some(i) = infer {
             let known: usize = out.iter().product();
-            if known == 0 || total % known != 0 {
+            if known == 0 || !total.is_multiple_of(known) {
                 return Err(OpError::new(format!(
                     "cannot infer -1: {total} elements into {:?}",
                     out
@@ -130,4 +132,44 @@ impl ReshapeParams {
 pub fn split_shapes(bottoms: &[Vec<usize>], tops: usize) -> OpResult<Vec<Vec<usize>>> {
     expect_bottoms(bottoms, 1, 1)?;
     Ok(vec![bottoms[0].clone(); tops.max(1)])
+}
+
+/// Forward of Flatten and Reshape: the same values under the new shape (Caffe shares the
+/// data; the engine moves the tensor instead of copying when the bottom is not needed
+/// again, see [`reshape_in_place`]).
+pub fn reshape_forward(x: &Tensor, out_shape: &[usize], ctx: &mut Ctx) -> OpResult<Tensor> {
+    if out_shape.iter().product::<usize>() != x.len() {
+        return Err(OpError::new(format!(
+            "cannot view {} values as {:?}",
+            x.len(),
+            out_shape
+        )));
+    }
+    let mut y = ctx.tensor(out_shape);
+    y.data.copy_from_slice(&x.data);
+    Ok(y)
+}
+
+/// Flatten or Reshape without a copy.
+pub fn reshape_in_place(x: &mut Tensor, out_shape: &[usize]) -> OpResult<()> {
+    if out_shape.iter().product::<usize>() != x.len() {
+        return Err(OpError::new(format!(
+            "cannot view {} values as {:?}",
+            x.len(),
+            out_shape
+        )));
+    }
+    x.shape = out_shape.to_vec();
+    Ok(())
+}
+
+/// Forward of Split (Caffe `SplitLayer`): one copy of the bottom per top.
+pub fn split_forward(x: &Tensor, tops: usize, ctx: &mut Ctx) -> Vec<Tensor> {
+    (0..tops.max(1))
+        .map(|_| {
+            let mut y = ctx.tensor(&x.shape);
+            y.data.copy_from_slice(&x.data);
+            y
+        })
+        .collect()
 }

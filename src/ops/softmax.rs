@@ -1,7 +1,9 @@
 //! Softmax over Caffe's `axis` (default 1): `y = exp(x − max) / Σ exp(x − max)` for every
 //! position of the other axes.
 
+use super::ctx::Ctx;
 use super::{canonical_axis, expect_bottoms, OpResult};
+use crate::ir::Tensor;
 
 /// Softmax parameters.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,5 +34,41 @@ impl SoftmaxParams {
             shape[a],
             shape[a + 1..].iter().product(),
         ))
+    }
+}
+
+/// Numerically stable softmax of `x` into `y` (both `outer × channels × inner`), as Caffe's
+/// `SoftmaxLayer::Forward_cpu`: subtract the maximum over the channels, exponentiate,
+/// divide by the sum.
+pub fn softmax_into(x: &[f32], y: &mut [f32], outer: usize, channels: usize, inner: usize) {
+    let block = channels * inner;
+    if block == 0 {
+        return;
+    }
+    for (xo, yo) in x.chunks(block).zip(y.chunks_mut(block)).take(outer) {
+        for i in 0..inner {
+            let max = (0..channels)
+                .map(|c| xo[c * inner + i])
+                .fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0.0f32;
+            for c in 0..channels {
+                let e = (xo[c * inner + i] - max).exp();
+                yo[c * inner + i] = e;
+                sum += e;
+            }
+            for c in 0..channels {
+                yo[c * inner + i] /= sum;
+            }
+        }
+    }
+}
+
+impl SoftmaxParams {
+    /// Forward pass (Caffe `SoftmaxLayer`).
+    pub fn forward(&self, x: &Tensor, ctx: &mut Ctx) -> OpResult<Tensor> {
+        let (outer, channels, inner) = self.split(&x.shape)?;
+        let mut y = ctx.tensor(&x.shape);
+        softmax_into(&x.data, &mut y.data, outer, channels, inner);
+        Ok(y)
     }
 }
