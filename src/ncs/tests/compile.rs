@@ -1,6 +1,8 @@
 //! Compiler tests against real mvNCCompile output.
 
-use super::{caffe_min, real_graph};
+use super::real_graph;
+use crate::caffe::load_net;
+use crate::ir::Phase;
 use crate::ncs::{compile, CompileOptions, Graph};
 use crate::testutil::shared;
 
@@ -15,7 +17,7 @@ fn empty_fc_compiles_byte_identical_to_mvnccompile() {
     ) else {
         return;
     };
-    let net = caffe_min::load(&proto, Some(&weights));
+    let net = load_net(&proto, Some(&weights), Phase::Test).unwrap();
     let opts = CompileOptions {
         shaves: 12,
         ..CompileOptions::default()
@@ -60,7 +62,7 @@ fn emotion_compiles_to_the_real_stage_records_and_constants() {
     ) else {
         return;
     };
-    let net = caffe_min::load(&proto, Some(&weights));
+    let net = load_net(&proto, Some(&weights), Phase::Test).unwrap();
     let c = compile(&net, &CompileOptions::default()).unwrap();
     assert!(
         c.warnings
@@ -121,7 +123,7 @@ use crate::ncs::{graph_to_net, CompileError, Location, StageOp};
 fn levi_mini() -> Option<Net> {
     let proto = shared("fixtures-real/caffe-oracle/levi_mini/deploy.prototxt")?;
     let model = shared("fixtures-real/caffe-oracle/levi_mini/levi_mini_init_iter_0.caffemodel")?;
-    Some(caffe_min::load(&proto, Some(&model)))
+    Some(load_net(&proto, Some(&model), Phase::Test).unwrap())
 }
 
 fn set_num_output(net: &mut Net, layer: &str, n: usize) {
@@ -142,7 +144,7 @@ fn full_agenet_layout_matches_the_spec_derivation() {
     else {
         return;
     };
-    let mut net = caffe_min::load(&proto, None);
+    let mut net = load_net(&proto, None, Phase::Test).unwrap();
     set_num_output(&mut net, "fc8", 9);
     let g = compile(&net, &CompileOptions::default()).unwrap().graph;
     let names: Vec<&str> = g.stages.iter().map(|s| s.name.as_str()).collect();
@@ -243,7 +245,7 @@ fn compile_read_lift_compile_round_trips() {
     ) else {
         return;
     };
-    let emo = caffe_min::load(&proto, Some(&weights));
+    let emo = load_net(&proto, Some(&weights), Phase::Test).unwrap();
     let g = compile(&emo, &CompileOptions::default()).unwrap().graph;
     let back = graph_to_net(&Graph::parse(&g.to_bytes()).unwrap()).unwrap();
     let g2 = compile(&back, &CompileOptions::default()).unwrap().graph;
@@ -528,7 +530,7 @@ fn input_size_option_resizes_with_a_warning() {
     ) else {
         return;
     };
-    let emo = caffe_min::load(&proto, Some(&weights));
+    let emo = load_net(&proto, Some(&weights), Phase::Test).unwrap();
     let opts = CompileOptions {
         input_size: Some([48, 48]),
         ..CompileOptions::default()
@@ -587,4 +589,30 @@ fn lrn_overflow_is_warned_for_the_declared_input_range() {
     );
     assert!(5.0 * bound(1.0) * bound(1.0) < 65504.0);
     assert!(warned(1.0).is_none());
+}
+
+/// The original Levi & Hassner deploy files (legacy V1 syntax, `input_dim`): AgeNet
+/// compiles to the 13 stages of §10.3 with 8 outputs; GenderNet declares a batch of 10
+/// over-sampled crops, which the NCS cannot run.
+#[test]
+fn original_levi_hassner_deploys_compile_or_are_refused() {
+    let (Some(age), Some(gender)) = (
+        shared("fixtures-real/levi_hassner/age_net_definitions/deploy.prototxt"),
+        shared("fixtures-real/levi_hassner/gender_net_definitions/deploy.prototxt"),
+    ) else {
+        return;
+    };
+    let net = load_net(&age, None, Phase::Test).unwrap();
+    let g = compile(&net, &CompileOptions::default()).unwrap().graph;
+    assert_eq!(g.stages.len(), 13);
+    assert_eq!(g.stages[0].input_dims.to_string(), "227x227x3");
+    assert_eq!(g.host_output_len(), 8);
+    // 8 instead of 9 outputs: fc8 taps 8192 bytes, so prob's {axis} sits 1024 bytes earlier
+    assert_eq!(g.data.len(), 22_831_552 - 1024);
+    let net = load_net(&gender, None, Phase::Test).unwrap();
+    let e = compile(&net, &CompileOptions::default()).unwrap_err();
+    assert!(
+        matches!(&e, CompileError::InputShape { shape, .. } if shape[0] == 10),
+        "{e}"
+    );
 }
