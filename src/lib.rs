@@ -18,3 +18,4 @@ pub mod proto;
 #[doc(hidden)]
 pub mod testutil;
 pub mod util;
+pub mod verify;

@@ -8,6 +8,8 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+pub mod verify;
+
 /// Exit code for a failed check (tolerance, partial failure).
 pub const EXIT_CHECK_FAILED: u8 = 1;
 /// Exit code for bad input or usage.
@@ -24,7 +26,10 @@ pub struct Cli {
 
 /// Every subcommand.
 #[derive(Subcommand, Debug)]
-pub enum Command {}
+pub enum Command {
+    /// Compare a model with other models or engines, tensor by tensor.
+    Verify(verify::VerifyArgs),
+}
 
 /// Parses the arguments, runs the command and maps errors to exit codes. Errors are printed
 /// with their whole context chain (file, layer, line).
@@ -40,5 +45,7 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {}
+    match cli.command {
+        Command::Verify(args) => verify::run(args),
+    }
 }
