@@ -18,6 +18,7 @@
 
 pub mod activation;
 pub mod batchnorm;
+pub mod col2im;
 pub mod concat;
 pub mod conv;
 pub mod ctx;
