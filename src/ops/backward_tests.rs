@@ -48,7 +48,7 @@ fn grad_check(
         }
     }
     let n_checked_bottoms = checked.len();
-    let mut blob_values: Vec<Vec<f32>> = blob_shapes
+    let blob_values: Vec<Vec<f32>> = blob_shapes
         .iter()
         .enumerate()
         .map(|(i, s)| uniform(s.iter().product(), 0.5, 1.5, 200 + i as u64))
@@ -56,7 +56,7 @@ fn grad_check(
     // BatchNorm's factor blob must be positive and the variance non-negative: the
     // uniform(0.5, 1.5) values are.
     if check_blobs {
-        checked.append(&mut blob_values.clone());
+        checked.extend(blob_values.iter().cloned());
     }
     let assemble = |v: &[Vec<f32>]| -> (Vec<Tensor>, Vec<Tensor>) {
         let mut it = v.iter();
