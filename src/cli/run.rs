@@ -48,6 +48,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let x = read_input_npy(&args.input, &input_name, &declared)?;
     let outputs = match args.engine {
         EngineKind::Native => run_native(&net, &input_name, x, args.all_blobs, args.threads)?,
+        EngineKind::F16 => run_f16(&net, &input_name, x, args.all_blobs, args.threads)?,
         other => bail!("engine {other:?} is not available in this build"),
     };
     let output_names = net.outputs();
@@ -111,4 +112,30 @@ pub fn run_native(
         },
     )?;
     Ok(engine.run([(input, x)])?)
+}
+
+/// Runs the fp16 NCS emulation with the input's batch size; every overflow is reported on
+/// stderr, naming the layer.
+pub fn run_f16(
+    net: &Net,
+    input: &str,
+    x: crate::ir::Tensor,
+    all: bool,
+    threads: usize,
+) -> Result<Outputs> {
+    let batch = x.shape.first().copied();
+    let engine = crate::exec::f16::F16Engine::with_options(
+        net,
+        ExecOptions {
+            threads,
+            keep_all_blobs: all,
+            batch,
+            ..ExecOptions::default()
+        },
+    )?;
+    let run = engine.run([(input, x)])?;
+    for o in &run.overflows {
+        eprintln!("warning: fp16 overflow: {o}");
+    }
+    Ok(run.outputs)
 }
