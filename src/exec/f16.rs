@@ -4,7 +4,7 @@
 //! The model (NCS_GRAPH_FORMAT.md §9, "Recommended execution model"): weights are fp16
 //! (round-to-nearest-even), the input is converted to fp16 by the host, and each layer
 //! reads fp16 values, **computes in f32** and rounds every element it stores to fp16 (RNE);
-//! values beyond ±65504 become ±inf. The firmware is closed (§13 [U]): f32 accumulation
+//! values beyond ±65504 become ±inf. The firmware is closed (§13, tag U): f32 accumulation
 //! inside a layer is an assumption, backed by mvNCCheck's demand of ≤ 2 % agreement with
 //! Caffe. One internal quantity is checked separately because fp16 accumulation would
 //! overflow it first: an LRN's sum of squares over its window, computed from the layer's
