@@ -5,6 +5,8 @@
 //! some images in a batch failed), 2 bad input or usage (unreadable or invalid files,
 //! wrong shapes), 130 interrupted.
 
+pub mod data;
+
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -24,7 +26,10 @@ pub struct Cli {
 
 /// Every subcommand.
 #[derive(Subcommand, Debug)]
-pub enum Command {}
+pub enum Command {
+    /// Dataset preparation and Caffe's LMDB tools (convert_imageset, compute_image_mean).
+    Data(data::DataArgs),
+}
 
 /// Parses the arguments, runs the command and maps errors to exit codes. Errors are printed
 /// with their whole context chain (file, layer, line).
@@ -40,5 +45,7 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {}
+    match cli.command {
+        Command::Data(args) => data::run(args),
+    }
 }
