@@ -17,7 +17,28 @@ use serde::Serialize;
 use std::path::Path;
 
 /// Records decoded in parallel before being written in order.
-pub(crate) const CHUNK: usize = 64;
+const CHUNK: usize = 64;
+
+/// Renders `items` on all cores, [`CHUNK`] at a time, and hands each result to `write`
+/// with its position, in order: decoding runs in parallel, the LMDB writes stay sequential
+/// and the memory held is one chunk of records.
+pub(crate) fn render_in_order<T, R, E>(
+    items: &[T],
+    render: impl Fn(&T) -> R + Sync,
+    mut write: impl FnMut(usize, &T, R) -> Result<(), E>,
+) -> Result<(), E>
+where
+    T: Sync,
+    R: Send,
+{
+    for (chunk_index, chunk) in items.chunks(CHUNK).enumerate() {
+        let rendered: Vec<R> = chunk.par_iter().map(&render).collect();
+        for (j, (item, result)) in chunk.iter().zip(rendered).enumerate() {
+            write(chunk_index * CHUNK + j, item, result)?;
+        }
+    }
+    Ok(())
+}
 
 /// One line of an image list.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -127,24 +148,23 @@ pub fn convert_imageset(
     let mut writer = LmdbWriter::create(out)?;
     let mut report = ImagesetReport::default();
     let bar = progress_bar(entries.len(), "convert_imageset", options.progress);
-    for (chunk_index, chunk) in order.chunks(CHUNK).enumerate() {
-        let images: Vec<_> = chunk
-            .par_iter()
-            .map(|&i| load_resized(&root.join(&entries[i].path), options.size))
-            .collect();
-        for (j, (&i, image)) in chunk.iter().zip(images).enumerate() {
+    render_in_order(
+        &order,
+        |&i| load_resized(&root.join(&entries[i].path), options.size),
+        |index, &i, image| {
             let entry = &entries[i];
+            bar.inc(1);
             match image {
                 Ok(image) => {
                     let datum = datum_from_image(&image, entry.label);
-                    writer.put_datum(chunk_index * CHUNK + j, &entry.path, &datum)?;
+                    writer.put_datum(index, &entry.path, &datum)?;
                     report.written += 1;
                 }
                 Err(e) => report.failed.push((entry.path.clone(), e.to_string())),
             }
-            bar.inc(1);
-        }
-    }
+            Ok::<(), DataError>(())
+        },
+    )?;
     bar.finish_and_clear();
     writer.finish()?;
     Ok(report)

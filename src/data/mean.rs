@@ -52,9 +52,10 @@ impl MeanImage {
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
         if is_npy {
-            let chw = self.mean.clone();
-            let shape = chw.shape[1..].to_vec();
-            let chw = chw.reshaped(&shape).unwrap_or_default();
+            let mut chw = self.mean.clone();
+            if chw.shape.len() == 4 && chw.shape[0] == 1 {
+                chw.shape.remove(0);
+            }
             write_npy(path, &chw)?;
         } else {
             write_binaryproto(path, &self.mean)?;

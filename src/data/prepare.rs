@@ -13,7 +13,7 @@
 //!    and, last, `stats.json` with the tables and counts.
 
 use super::augment::{plan_oversampling, Augmentation, GeneratedSample};
-use super::imageset::{progress_bar, CHUNK};
+use super::imageset::{progress_bar, render_in_order};
 use super::mean::{MeanAccumulator, MeanImage};
 use super::split::{seeded_shuffle, split_samples, streams};
 use super::stats::{format_tables, ClassCounts};
@@ -244,15 +244,15 @@ pub fn prepare(options: &PrepareOptions) -> Result<PrepareReport, DataError> {
 
     // Decode every image once; keep the compressed bytes of the good ones.
     let bar = progress_bar(scan.samples.len(), "decode", options.progress);
-    let checked: Vec<Result<Vec<u8>, String>> = scan
+    let checked: Vec<Result<Vec<u8>, &str>> = scan
         .samples
         .par_iter()
         .map(|s| {
             let result = std::fs::read(options.utkface_dir.join(&s.path))
-                .map_err(|e| format!("unreadable image: {e}"))
+                .map_err(|_| "unreadable image")
                 .and_then(|bytes| match decode_image(&bytes) {
                     Ok(_) => Ok(bytes),
-                    Err(e) => Err(format!("corrupt image: {e}")),
+                    Err(_) => Err("corrupt image"),
                 });
             bar.inc(1);
             result
@@ -269,14 +269,7 @@ pub fn prepare(options: &PrepareOptions) -> Result<PrepareReport, DataError> {
                 usable.samples.push(sample);
                 usable.bytes.push(bytes);
             }
-            Err(reason) => {
-                let key = if reason.starts_with("corrupt") {
-                    "corrupt image"
-                } else {
-                    "unreadable image"
-                };
-                scan.skip(key, &sample.path);
-            }
+            Err(reason) => scan.skip(reason, &sample.path),
         }
     }
     if usable.samples.is_empty() {
@@ -415,13 +408,10 @@ fn write_lmdb_pair(
 ) -> Result<usize, DataError> {
     let mut age = LmdbWriter::create(&lmdb_dir.join(format!("age_{part}_lmdb")))?;
     let mut gender = LmdbWriter::create(&lmdb_dir.join(format!("gender_{part}_lmdb")))?;
-    for (chunk_index, chunk) in records.chunks(CHUNK).enumerate() {
-        let images: Vec<Result<ChwImage, DataError>> = chunk
-            .par_iter()
-            .map(|&r| usable.render(r, options.size, options.seed))
-            .collect();
-        for (j, (&record, image)) in chunk.iter().zip(images).enumerate() {
-            let index = chunk_index * CHUNK + j;
+    render_in_order(
+        records,
+        |&r| usable.render(r, options.size, options.seed),
+        |index, &record, image| {
             let labels = usable.labels(record);
             let name = usable.name(record);
             let mut datum = datum_from_image(&image?, labels.age_bucket() as i32);
@@ -436,8 +426,9 @@ fn write_lmdb_pair(
             datum.label = Some(labels.gender as i32);
             gender.put_datum(index, &name, &datum)?;
             bar.inc(1);
-        }
-    }
+            Ok::<(), DataError>(())
+        },
+    )?;
     let written = age.finish()?;
     gender.finish()?;
     Ok(written)
