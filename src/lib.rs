@@ -22,3 +22,4 @@ pub mod proto;
 pub mod testutil;
 pub mod train;
 pub mod util;
+pub mod verify;

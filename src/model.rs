@@ -70,10 +70,7 @@ pub fn load_model(path: &Path, weights: Option<&Path>) -> Result<Net> {
 }
 
 fn load_onnx(path: &Path) -> Result<Net> {
-    bail!(
-        "{}: ONNX import is not available in this build",
-        path.display()
-    )
+    Ok(crate::onnx::import(path)?)
 }
 
 fn load_graph(path: &Path) -> Result<Net> {

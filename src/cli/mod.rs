@@ -11,6 +11,7 @@ pub mod convert;
 pub mod inspect;
 pub mod plot;
 pub mod run;
+pub mod verify;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -42,6 +43,8 @@ pub enum Command {
     Bench(bench::Args),
     /// Draw a training log (`train --log`) as a PNG of loss and accuracy.
     Plot(plot::PlotArgs),
+    /// Compare a model with other models or engines, tensor by tensor.
+    Verify(verify::VerifyArgs),
 }
 
 /// Parses the arguments, runs the command and maps errors to exit codes. Errors are printed
@@ -64,5 +67,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Convert(a) => convert::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Plot(a) => plot::run(a),
+        Command::Verify(args) => verify::run(args),
     }
 }
