@@ -766,3 +766,81 @@ fn cifar10_full_compiles_lifts_and_runs_in_fp16_like_opencv() {
         );
     }
 }
+
+/// MTCNN det3 (PReLU, three heads): by default the first network output (conv6-2) is
+/// compiled and the other heads are left out with a warning; `-on prob1` compiles the
+/// classification head. PReLU becomes its own stage with the slopes in the bias slot; the
+/// lifted graph run in fp16 matches OpenCV within 2 % of max|ref|.
+#[test]
+fn mtcnn_det3_heads_prelu_stages_and_fp16_run() {
+    use crate::exec::compare::{compare_layers, load_golden_case};
+    use crate::exec::f16::F16Engine;
+    use crate::exec::ExecOptions;
+    let (Some(proto), Some(model), Some(golden)) = (
+        shared("fixtures-real/caffe/mtcnn/det3.prototxt"),
+        shared("fixtures-real/caffe/mtcnn/det3.caffemodel"),
+        shared("fixtures-real/caffe/golden.json"),
+    ) else {
+        return;
+    };
+    let net = load_net(&proto, Some(&model), Phase::Test).unwrap();
+    let c = compile(&net, &CompileOptions::default()).unwrap();
+    assert_eq!(c.graph.stages.last().unwrap().name, "conv6-2");
+    assert!(c
+        .warnings
+        .iter()
+        .any(|w| w.message.contains("not compiled: conv6-1")));
+    let opts = CompileOptions {
+        output_layer: Some("prob1".into()),
+        ..CompileOptions::default()
+    };
+    let c = compile(&net, &opts).unwrap();
+    let g = &c.graph;
+    let names: Vec<&str> = g.stages.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "data", "conv1", "prelu1", "pool1", "conv2", "prelu2", "pool2", "conv3", "prelu3",
+            "pool3", "conv4", "prelu4", "conv5", "prelu5", "conv6-1", "prob1"
+        ]
+    );
+    assert!(c
+        .warnings
+        .iter()
+        .any(|w| w.message.contains("conv6-2, conv6-3")));
+    let prelu1 = &g.stages[2];
+    assert_eq!(prelu1.op, StageOp::PRelu);
+    assert_eq!(
+        g.f32_from_f16_at(prelu1.bias, 32).unwrap(),
+        f16_round(&net.layer("prelu1").unwrap().blobs[0].data)
+    );
+    assert_eq!(g.host_output_len(), 2);
+
+    let lifted = graph_to_net(&Graph::parse(&g.to_bytes()).unwrap()).unwrap();
+    let mut reference = load_golden_case(&golden, "mtcnn_det3_utkface_face").unwrap();
+    reference
+        .layers
+        .retain(|(n, _)| n == "conv6-1" || n == "prob1");
+    let e = F16Engine::with_options(
+        &lifted,
+        ExecOptions {
+            keep_all_blobs: true,
+            threads: 2,
+            ..ExecOptions::default()
+        },
+    )
+    .unwrap();
+    let input = e.engine().inputs()[0].0.to_string();
+    let run = e.run([(input, reference.input.clone())]).unwrap();
+    let diffs = compare_layers(e.engine().net(), &run.outputs, &reference, 1.0).unwrap();
+    assert_eq!(diffs.len(), 2);
+    for d in &diffs {
+        assert!(
+            d.max_abs <= 0.02 * d.max_ref,
+            "{}: {} vs max {}",
+            d.layer,
+            d.max_abs,
+            d.max_ref
+        );
+    }
+}
