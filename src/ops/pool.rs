@@ -176,34 +176,48 @@ impl PoolWindow {
     }
 
     /// MAX pooling of one plane (Caffe initialises with −FLT_MAX, so padding never wins).
+    /// Separable: for each output row, the element-wise maximum of its input rows
+    /// (contiguous, vectorised), then the maximum over each window's columns.
     pub fn max_plane(&self, src: &[f32], dst: &mut [f32]) {
         let w = self.input[1];
         let (rows, cols) = (self.spans(0), self.spans(1));
+        let mut acc = vec![0.0f32; w];
         for (dst_row, r) in dst.chunks_mut(self.output[1]).zip(&rows) {
+            if r.start >= r.end {
+                dst_row.fill(-f32::MAX);
+                continue;
+            }
+            acc.copy_from_slice(&src[r.start * w..][..w]);
+            for y in r.start + 1..r.end {
+                for (a, &v) in acc.iter_mut().zip(&src[y * w..][..w]) {
+                    *a = if v > *a { v } else { *a };
+                }
+            }
             for (d, c) in dst_row.iter_mut().zip(&cols) {
                 let mut m = -f32::MAX;
-                for y in r.start..r.end {
-                    for &v in &src[y * w + c.start..y * w + c.end] {
-                        m = if v > m { v } else { m };
-                    }
+                for &v in &acc[c.start..c.end] {
+                    m = if v > m { v } else { m };
                 }
                 *d = m;
             }
         }
     }
 
-    /// AVE pooling of one plane: the clipped window's sum over Caffe's `pool_size`.
+    /// AVE pooling of one plane: the clipped window's sum over Caffe's `pool_size`,
+    /// separable like [`PoolWindow::max_plane`].
     pub fn ave_plane(&self, src: &[f32], dst: &mut [f32]) {
         let w = self.input[1];
         let (rows, cols) = (self.spans(0), self.spans(1));
+        let mut acc = vec![0.0f32; w];
         for (dst_row, r) in dst.chunks_mut(self.output[1]).zip(&rows) {
-            for (d, c) in dst_row.iter_mut().zip(&cols) {
-                let mut sum = 0.0f32;
-                for y in r.start..r.end {
-                    for &v in &src[y * w + c.start..y * w + c.end] {
-                        sum += v;
-                    }
+            acc.fill(0.0);
+            for y in r.start..r.end {
+                for (a, &v) in acc.iter_mut().zip(&src[y * w..][..w]) {
+                    *a += v;
                 }
+            }
+            for (d, c) in dst_row.iter_mut().zip(&cols) {
+                let sum: f32 = acc[c.start..c.end].iter().sum();
                 *d = sum / (r.ave_count * c.ave_count) as f32;
             }
         }
