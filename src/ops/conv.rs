@@ -135,8 +135,9 @@ impl ConvParams {
     /// output (the engine does this only when nobody needs the pre-activation blob).
     ///
     /// Batches with enough images run one image per rayon task with a single-threaded GEMM
-    /// (no synchronisation inside a layer); small batches use a multithreaded GEMM and a
-    /// parallel im2col.
+    /// (no synchronisation inside a layer). Smaller batches go image by image with a
+    /// parallel im2col and the output channels split into one block per thread, each block
+    /// a single-threaded GEMM over the shared columns followed by its bias and ReLU.
     pub fn forward(
         &self,
         x: &Tensor,
@@ -166,20 +167,42 @@ impl ConvParams {
             return Ok(y);
         }
 
+        // One image: im2col, then per group `W_g · col_g` with the bias and the fused ReLU
+        // applied to each block of output rows while it is still in cache. With more than
+        // one thread the output rows are split into one block per thread, each a
+        // single-threaded GEMM over the shared columns (no synchronisation inside the GEMM).
         let one_image = |image: &[f32], out: &mut [f32], threads: usize| {
+            let rows_per_block = if threads > 1 {
+                m_g.div_ceil(threads).next_multiple_of(8).min(m_g)
+            } else {
+                m_g
+            };
             let mut gemms = |col: &[f32]| {
-                for g in 0..groups {
+                let block = |g: usize, first_row: usize, out_rows: &mut [f32]| {
+                    let rows = out_rows.len() / hw;
+                    let row0 = g * m_g + first_row;
                     sgemm(
-                        m_g,
+                        rows,
                         hw,
                         k_g,
-                        MatRef::row_major(&weights[g * m_g * k_g..][..m_g * k_g], k_g),
+                        MatRef::row_major(&weights[row0 * k_g..][..rows * k_g], k_g),
                         MatRef::row_major(&col[g * k_g * hw..][..k_g * hw], hw),
-                        &mut out[g * m_g * hw..][..m_g * hw],
+                        out_rows,
                         hw,
                         false,
-                        threads,
+                        1,
                     );
+                    bias_and_relu(out_rows, hw, bias.map(|b| &b[row0..row0 + rows]), relu);
+                };
+                for (g, out_g) in out.chunks_mut(m_g * hw).enumerate() {
+                    if rows_per_block < m_g {
+                        out_g
+                            .par_chunks_mut(rows_per_block * hw)
+                            .enumerate()
+                            .for_each(|(i, o)| block(g, i * rows_per_block, o));
+                    } else {
+                        block(g, 0, out_g);
+                    }
                 }
             };
             if geo.is_identity() {
@@ -190,7 +213,6 @@ impl ConvParams {
                     gemms(col);
                 });
             }
-            bias_and_relu(out, hw, bias, relu);
         };
 
         let threads = ctx.threads;

@@ -6,7 +6,7 @@
 //! AVE pooling does) and uses `k = 1`.
 
 use super::ctx::Ctx;
-use super::pool::PoolWindow;
+use super::window::PoolWindow;
 use super::{expect_bottoms, OpError, OpResult};
 use crate::ir::Tensor;
 use rayon::prelude::*;

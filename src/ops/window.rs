@@ -1,0 +1,148 @@
+//! Sliding-window reductions over one H×W plane with Caffe's pooling geometry: MAX and AVE
+//! pooling, and the AVE pooling of x² inside WITHIN_CHANNEL LRN.
+//!
+//! Caffe's window for output `o` along an axis starts at `o·s − p`, ends at
+//! `min(start + k, H + p)` (AVE divides by that length, padding included), and is then
+//! clipped to the image. The reduction here is separable: each output row first reduces
+//! its input rows element-wise (contiguous, vectorised), then every window that lies
+//! wholly inside the image reads a precomputed run of `k` columns; only border windows are
+//! reduced one by one.
+
+/// The window geometry of a pooling over one H×W plane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolWindow {
+    /// Input height and width.
+    pub input: [usize; 2],
+    /// Output height and width.
+    pub output: [usize; 2],
+    /// Window height and width.
+    pub kernel: [usize; 2],
+    /// Stride (height, width).
+    pub stride: [usize; 2],
+    /// Padding (height, width).
+    pub pad: [usize; 2],
+}
+
+/// One window along one axis: the clipped input range and Caffe's AVE divisor factor.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    start: usize,
+    end: usize,
+    /// `min(start_unclipped + k, input + pad) − start_unclipped`: the window clipped to the
+    /// padded border only, as Caffe's `pool_size` counts it.
+    ave_count: usize,
+}
+
+/// MAX or SUM, so that one loop serves both poolings.
+trait Reduction {
+    /// The starting value (Caffe starts MAX at −FLT_MAX, so padding never wins).
+    const IDENTITY: f32;
+    /// Folds one value in (MAX keeps the old value unless the new one is greater).
+    fn combine(acc: f32, v: f32) -> f32;
+    /// The output from the reduced value and the AVE divisor.
+    fn finish(acc: f32, divisor: usize) -> f32;
+}
+
+struct Max;
+impl Reduction for Max {
+    const IDENTITY: f32 = -f32::MAX;
+    #[inline(always)]
+    fn combine(acc: f32, v: f32) -> f32 {
+        if v > acc {
+            v
+        } else {
+            acc
+        }
+    }
+    #[inline(always)]
+    fn finish(acc: f32, _: usize) -> f32 {
+        acc
+    }
+}
+
+struct Average;
+impl Reduction for Average {
+    const IDENTITY: f32 = 0.0;
+    #[inline(always)]
+    fn combine(acc: f32, v: f32) -> f32 {
+        acc + v
+    }
+    #[inline(always)]
+    fn finish(acc: f32, divisor: usize) -> f32 {
+        acc / divisor as f32
+    }
+}
+
+impl PoolWindow {
+    /// Caffe's window for output index `o` along `axis`: `hstart = o·s − p`,
+    /// `hend = min(hstart + k, H + p)`, the AVE count taken there, then both clipped to the
+    /// image.
+    fn span(&self, axis: usize, o: usize) -> Span {
+        let (k, s, p, n) = (
+            self.kernel[axis],
+            self.stride[axis],
+            self.pad[axis],
+            self.input[axis],
+        );
+        // Work in coordinates shifted by +p so that everything stays unsigned.
+        let start_shifted = o * s;
+        let end_shifted = (start_shifted + k).min(n + 2 * p);
+        let ave_count = end_shifted - start_shifted;
+        let start = start_shifted.saturating_sub(p).min(n);
+        let end = end_shifted.saturating_sub(p).min(n);
+        Span {
+            start,
+            end,
+            ave_count,
+        }
+    }
+
+    fn spans(&self, axis: usize) -> Vec<Span> {
+        (0..self.output[axis]).map(|o| self.span(axis, o)).collect()
+    }
+
+    /// MAX pooling of one plane.
+    pub fn max_plane(&self, src: &[f32], dst: &mut [f32]) {
+        self.reduce_plane::<Max>(src, dst);
+    }
+
+    /// AVE pooling of one plane: the clipped window's sum over Caffe's `pool_size`.
+    pub fn ave_plane(&self, src: &[f32], dst: &mut [f32]) {
+        self.reduce_plane::<Average>(src, dst);
+    }
+
+    fn reduce_plane<R: Reduction>(&self, src: &[f32], dst: &mut [f32]) {
+        let (w, kw) = (self.input[1], self.kernel[1]);
+        let (rows, cols) = (self.spans(0), self.spans(1));
+        // `whole[x]` = reduction of `acc[x .. x + kw]`, for every window start inside.
+        let starts = (w + 1).saturating_sub(kw);
+        let mut acc = vec![R::IDENTITY; w];
+        let mut whole = vec![R::IDENTITY; starts];
+        for (dst_row, r) in dst.chunks_mut(self.output[1]).zip(&rows) {
+            acc.fill(R::IDENTITY);
+            for y in r.start..r.end {
+                for (a, &v) in acc.iter_mut().zip(&src[y * w..][..w]) {
+                    *a = R::combine(*a, v);
+                }
+            }
+            if starts > 0 {
+                whole.copy_from_slice(&acc[..starts]);
+                for j in 1..kw {
+                    for (m, &v) in whole.iter_mut().zip(&acc[j..j + starts]) {
+                        *m = R::combine(*m, v);
+                    }
+                }
+            }
+            for (d, c) in dst_row.iter_mut().zip(&cols) {
+                let v = if c.end - c.start == kw {
+                    whole[c.start]
+                } else {
+                    acc[c.start..c.end]
+                        .iter()
+                        .fold(R::IDENTITY, |a, &v| R::combine(a, v))
+                };
+                *d = R::finish(v, r.ave_count * c.ave_count);
+            }
+        }
+    }
+}
