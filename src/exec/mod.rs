@@ -66,6 +66,18 @@ pub enum ExecError {
         /// What went wrong.
         msg: String,
     },
+    /// A blob is too large to allocate (a corrupt or hostile shape).
+    #[error(
+        "blob '{blob}' would hold {shape:?} = more than {limit} values; refusing to allocate it"
+    )]
+    TooLarge {
+        /// IR blob name.
+        blob: String,
+        /// Its inferred shape.
+        shape: Vec<usize>,
+        /// The limit on values per blob.
+        limit: usize,
+    },
     /// The worker threads could not be started.
     #[error("cannot start {threads} worker threads: {msg}")]
     ThreadPool {

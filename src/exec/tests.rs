@@ -416,3 +416,27 @@ fn plan_fuses_relus_runs_dropout_in_place_and_recycles_dead_blobs() {
         .iter()
         .all(|s| s.action == run(None) && s.release.is_empty()));
 }
+
+#[test]
+fn absurd_shapes_are_refused_before_allocating() {
+    let net = Net {
+        name: "huge".into(),
+        inputs: vec![InputSpec {
+            name: "data".into(),
+            shape: vec![1 << 20, 3, 1 << 12, 1 << 12],
+        }],
+        layers: vec![layer(
+            "relu",
+            Op::Relu(ReluParams::default()),
+            "data",
+            "relu",
+            vec![],
+        )],
+        ..Net::default()
+    };
+    match Engine::new(&net) {
+        Err(ExecError::TooLarge { blob, .. }) => assert_eq!(blob, "data"),
+        Err(other) => panic!("unexpected {other}"),
+        Ok(_) => panic!("accepted a 2^46-value input"),
+    }
+}

@@ -146,14 +146,16 @@ impl PoolParams {
         if y.is_empty() || in_plane == 0 {
             return Ok(y);
         }
+        // A few planes per task: enough to amortise the window tables, small enough to
+        // split one image's channels over the threads.
+        const PLANES_PER_TASK: usize = 8;
         let method = self.method;
         y.data
-            .par_chunks_mut(out_plane)
-            .zip(x.data.par_chunks(in_plane))
-            .with_min_len(4)
+            .par_chunks_mut(out_plane * PLANES_PER_TASK)
+            .zip(x.data.par_chunks(in_plane * PLANES_PER_TASK))
             .for_each(|(dst, src)| match method {
-                PoolMethod::Max => win.max_plane(src, dst),
-                PoolMethod::Ave => win.ave_plane(src, dst),
+                PoolMethod::Max => win.max_planes(src, dst),
+                PoolMethod::Ave => win.ave_planes(src, dst),
             });
         Ok(y)
     }

@@ -101,47 +101,73 @@ impl PoolWindow {
         (0..self.output[axis]).map(|o| self.span(axis, o)).collect()
     }
 
-    /// MAX pooling of one plane.
-    pub fn max_plane(&self, src: &[f32], dst: &mut [f32]) {
-        self.reduce_plane::<Max>(src, dst);
+    /// MAX pooling of consecutive planes (`src` holds whole H×W planes, `dst` the matching
+    /// outputs); the window tables and buffers are set up once for all of them.
+    pub fn max_planes(&self, src: &[f32], dst: &mut [f32]) {
+        self.reduce_planes::<Max>(src, dst);
     }
 
-    /// AVE pooling of one plane: the clipped window's sum over Caffe's `pool_size`.
-    pub fn ave_plane(&self, src: &[f32], dst: &mut [f32]) {
-        self.reduce_plane::<Average>(src, dst);
+    /// AVE pooling of consecutive planes, like [`PoolWindow::max_planes`].
+    pub fn ave_planes(&self, src: &[f32], dst: &mut [f32]) {
+        self.reduce_planes::<Average>(src, dst);
     }
 
-    fn reduce_plane<R: Reduction>(&self, src: &[f32], dst: &mut [f32]) {
-        let (w, kw) = (self.input[1], self.kernel[1]);
+    fn reduce_planes<R: Reduction>(&self, src: &[f32], dst: &mut [f32]) {
+        let (w, kw, sw) = (self.input[1], self.kernel[1], self.stride[1]);
+        let (in_plane, out_plane) = (self.input[0] * w, self.output[0] * self.output[1]);
+        if in_plane == 0 || out_plane == 0 {
+            return;
+        }
         let (rows, cols) = (self.spans(0), self.spans(1));
+        // Output columns whose window lies wholly inside the image form one run
+        // `inner_cols`; their windows start at `o·s − p`.
+        let inner: Vec<usize> = (0..cols.len())
+            .filter(|&o| cols[o].end - cols[o].start == kw)
+            .collect();
+        let inner_cols = match (inner.first(), inner.last()) {
+            (Some(&a), Some(&b)) if b - a + 1 == inner.len() => a..b + 1,
+            _ => 0..0,
+        };
         // `whole[x]` = reduction of `acc[x .. x + kw]`, for every window start inside.
         let starts = (w + 1).saturating_sub(kw);
         let mut acc = vec![R::IDENTITY; w];
         let mut whole = vec![R::IDENTITY; starts];
-        for (dst_row, r) in dst.chunks_mut(self.output[1]).zip(&rows) {
-            acc.fill(R::IDENTITY);
-            for y in r.start..r.end {
-                for (a, &v) in acc.iter_mut().zip(&src[y * w..][..w]) {
-                    *a = R::combine(*a, v);
-                }
-            }
-            if starts > 0 {
-                whole.copy_from_slice(&acc[..starts]);
-                for j in 1..kw {
-                    for (m, &v) in whole.iter_mut().zip(&acc[j..j + starts]) {
-                        *m = R::combine(*m, v);
+        for (src, dst) in src
+            .chunks_exact(in_plane)
+            .zip(dst.chunks_exact_mut(out_plane))
+        {
+            for (dst_row, r) in dst.chunks_exact_mut(self.output[1]).zip(&rows) {
+                acc.fill(R::IDENTITY);
+                for row in src[r.start * w..r.end * w].chunks_exact(w) {
+                    for (a, &v) in acc.iter_mut().zip(row) {
+                        *a = R::combine(*a, v);
                     }
                 }
-            }
-            for (d, c) in dst_row.iter_mut().zip(&cols) {
-                let v = if c.end - c.start == kw {
-                    whole[c.start]
-                } else {
-                    acc[c.start..c.end]
+                if !inner_cols.is_empty() {
+                    whole.copy_from_slice(&acc[..starts]);
+                    for j in 1..kw {
+                        for (m, &v) in whole.iter_mut().zip(&acc[j..j + starts]) {
+                            *m = R::combine(*m, v);
+                        }
+                    }
+                    let first = cols[inner_cols.start].start;
+                    let picks = whole[first..].iter().step_by(sw);
+                    for ((d, &v), c) in dst_row[inner_cols.clone()]
+                        .iter_mut()
+                        .zip(picks)
+                        .zip(&cols[inner_cols.clone()])
+                    {
+                        *d = R::finish(v, r.ave_count * c.ave_count);
+                    }
+                }
+                let border = (0..inner_cols.start).chain(inner_cols.end..cols.len());
+                for o in border {
+                    let c = cols[o];
+                    let v = acc[c.start..c.end]
                         .iter()
-                        .fold(R::IDENTITY, |a, &v| R::combine(a, v))
-                };
-                *d = R::finish(v, r.ave_count * c.ave_count);
+                        .fold(R::IDENTITY, |a, &v| R::combine(a, v));
+                    dst_row[o] = R::finish(v, r.ave_count * c.ave_count);
+                }
             }
         }
     }
