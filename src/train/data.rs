@@ -95,11 +95,22 @@ pub struct DataSource {
     path: PathBuf,
     cursor: LmdbCursor,
     // Keeps the environment open while the cursor lives.
-    _reader: LmdbReader,
+    reader: LmdbReader,
     transformer: Transformer,
     batch: usize,
     record: [usize; 3],
     out: [usize; 3],
+    seed: u64,
+    served: u64,
+}
+
+/// The seed of batch `index` of a source seeded with `seed` (SplitMix64 of the pair), so
+/// every batch's random crops and mirrors depend only on its position in the stream.
+pub fn batch_seed(seed: u64, index: u64) -> u64 {
+    let mut z = seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 impl DataSource {
@@ -133,11 +144,13 @@ impl DataSource {
         Ok(Self {
             path,
             cursor,
-            _reader: reader,
+            reader,
             transformer,
             batch: params.batch_size,
             record: shape,
             out,
+            seed,
+            served: 0,
         })
     }
 
@@ -165,8 +178,26 @@ impl DataSource {
         self.batch
     }
 
+    /// Skips `batches` batches without transforming them (a resumed run continues where
+    /// the interrupted one stopped, which Caffe itself does not do).
+    pub fn skip(&mut self, batches: u64) -> Result<(), DataError> {
+        let len = self.reader.len()?.max(1) as u64;
+        for _ in 0..batches.saturating_mul(self.batch as u64) % len {
+            if self.cursor.next_record()?.is_none() {
+                self.cursor.rewind();
+                self.cursor
+                    .next_record()?
+                    .ok_or_else(|| DataError::Empty(self.path.clone()))?;
+            }
+        }
+        self.served += batches;
+        Ok(())
+    }
+
     /// The next batch, wrapping around at the end of the database.
     pub fn next_batch(&mut self) -> Result<Batch, DataError> {
+        self.transformer.reseed(batch_seed(self.seed, self.served));
+        self.served += 1;
         let [c, h, w] = self.out;
         let per = c * h * w;
         let mut data = Tensor::zeros(&[self.batch, c, h, w]);
