@@ -5,9 +5,15 @@
 //! some images in a batch failed), 2 bad input or usage (unreadable or invalid files,
 //! wrong shapes), 130 interrupted.
 
-use clap::{Parser, Subcommand};
-
+pub mod bench;
+pub mod common;
+pub mod convert;
+pub mod inspect;
 pub mod plot;
+pub mod run;
+pub mod verify;
+
+use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 /// Exit code for a failed check (tolerance, partial failure).
@@ -27,8 +33,18 @@ pub struct Cli {
 /// Every subcommand.
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Print a model's layers, shapes, parameters and FLOPs (or a mean file's channel means).
+    Inspect(inspect::Args),
+    /// Run one N×C×H×W .npy tensor through a model and write the outputs as .npy.
+    Run(run::Args),
+    /// Convert a model between formats (the output extension picks the format).
+    Convert(convert::Args),
+    /// Measure latency, throughput and GFLOP/s, overall and per layer.
+    Bench(bench::Args),
     /// Draw a training log (`train --log`) as a PNG of loss and accuracy.
     Plot(plot::PlotArgs),
+    /// Compare a model with other models or engines, tensor by tensor.
+    Verify(verify::VerifyArgs),
 }
 
 /// Parses the arguments, runs the command and maps errors to exit codes. Errors are printed
@@ -46,6 +62,11 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Inspect(a) => inspect::run(a),
+        Command::Run(a) => run::run(a),
+        Command::Convert(a) => convert::run(a),
+        Command::Bench(a) => bench::run(a),
         Command::Plot(a) => plot::run(a),
+        Command::Verify(args) => verify::run(args),
     }
 }

@@ -159,3 +159,6 @@ impl Default for ExecOptions {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -113,4 +113,4 @@ pub fn per_image_parallel(images: usize, threads: usize) -> bool {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
