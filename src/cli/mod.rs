@@ -11,6 +11,8 @@ pub mod convert;
 pub mod inspect;
 pub mod plot;
 pub mod run;
+pub mod test;
+pub mod train;
 pub mod verify;
 
 use clap::{Parser, Subcommand};
@@ -45,6 +47,10 @@ pub enum Command {
     Plot(plot::PlotArgs),
     /// Compare a model with other models or engines, tensor by tensor.
     Verify(verify::VerifyArgs),
+    /// Train from a Caffe solver file (as `caffe train`), with snapshots and resume.
+    Train(train::TrainArgs),
+    /// Accuracy and confusion matrix of a model on a labelled LMDB.
+    Test(test::TestArgs),
 }
 
 /// Parses the arguments, runs the command and maps errors to exit codes. Errors are printed
@@ -68,5 +74,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(a) => bench::run(a),
         Command::Plot(a) => plot::run(a),
         Command::Verify(args) => verify::run(args),
+        Command::Train(a) => train::run(a),
+        Command::Test(a) => test::run(a),
     }
 }

@@ -117,6 +117,20 @@ impl DataSource {
     /// Opens `params.source` (relative to the working directory, as in Caffe) for `phase`,
     /// reads the mean file, and takes the record shape from the first record.
     pub fn open(params: &DataParams, phase: Phase, seed: u64) -> Result<Self, DataError> {
+        let mean = match &params.transform.mean_file {
+            Some(m) => Some(read_mean(Path::new(m))?),
+            None => None,
+        };
+        Self::open_with_mean(params, mean, phase, seed)
+    }
+
+    /// [`DataSource::open`] with the mean image given directly (`mean_file` is ignored).
+    pub fn open_with_mean(
+        params: &DataParams,
+        mean: Option<Tensor>,
+        phase: Phase,
+        seed: u64,
+    ) -> Result<Self, DataError> {
         let path = PathBuf::from(&params.source);
         if params.batch_size == 0 {
             return Err(DataError::BatchSize(path));
@@ -129,10 +143,6 @@ impl DataSource {
         };
         let shape = Self::shape_of(&path, &record.key_str(), &first)?;
         cursor.rewind();
-        let mean = match &params.transform.mean_file {
-            Some(m) => Some(read_mean(Path::new(m))?),
-            None => None,
-        };
         let transformer =
             Transformer::new(params.transform.clone(), mean, phase, seed).map_err(|cause| {
                 DataError::Transform {
