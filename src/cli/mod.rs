@@ -13,6 +13,8 @@ pub mod data;
 pub mod inspect;
 pub mod plot;
 pub mod run;
+pub mod test;
+pub mod train;
 pub mod verify;
 
 use clap::{Parser, Subcommand};
@@ -49,6 +51,10 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     /// Compile a net to a Movidius NCS graph file (mvNCCompile-compatible flags).
     Compile(compile::Args),
+    /// Train from a Caffe solver file (as `caffe train`), with snapshots and resume.
+    Train(train::TrainArgs),
+    /// Accuracy and confusion matrix of a model on an LMDB (any model format).
+    Test(test::TestArgs),
     /// Dataset preparation and Caffe's LMDB tools (convert_imageset, compute_image_mean).
     Data(data::DataArgs),
 }
@@ -83,6 +89,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify(args) => verify::run(args),
         Command::Data(args) => data::run(args),
         Command::Compile(a) => compile::run(a),
+        Command::Train(a) => train::run(a),
+        Command::Test(a) => test::run(a),
     }
 }
 

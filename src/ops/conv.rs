@@ -386,31 +386,49 @@ impl ConvParams {
             if want_bias { m } else { 0 },
         );
         let (wd, bd) = if per_image_parallel(n, threads) {
-            let zero = || (vec![0.0f32; wlen], vec![0.0f32; blen]);
-            let add = |(mut a, mut b): (Vec<f32>, Vec<f32>), (c, d): (Vec<f32>, Vec<f32>)| {
-                a.iter_mut().zip(&c).for_each(|(a, c)| *a += c);
-                b.iter_mut().zip(&d).for_each(|(b, d)| *b += d);
-                (a, b)
+            // Contiguous groups of images, one per thread, each summing its images' weight
+            // diffs in order; the partial sums are then added in group order, so the
+            // result does not depend on scheduling (a resumed run reproduces bit for bit).
+            let per_group = n.div_ceil(threads);
+            let group = |g: usize, dxg: Option<&mut [f32]>| {
+                let (mut wd, mut bd) = (vec![0.0f32; wlen], vec![0.0f32; blen]);
+                let first = g * per_group;
+                let count = per_group.min(n - first);
+                let mut dxg = dxg;
+                for i in first..first + count {
+                    let dxi = dxg
+                        .as_deref_mut()
+                        .map(|d| &mut d[(i - first) * in_image..][..in_image]);
+                    one(
+                        &x.data[i * in_image..][..in_image],
+                        &top_diff.data[i * out_image..][..out_image],
+                        dxi,
+                        &mut wd,
+                        &mut bd,
+                        1,
+                    );
+                }
+                (wd, bd)
             };
-            let pairs = x
-                .data
-                .par_chunks(in_image)
-                .zip(top_diff.data.par_chunks(out_image));
-            match dx.as_mut() {
-                Some(dx) => pairs
-                    .zip(dx.data.par_chunks_mut(in_image))
-                    .fold(zero, |(mut wd, mut bd), ((image, dy), dxi)| {
-                        one(image, dy, Some(dxi), &mut wd, &mut bd, 1);
-                        (wd, bd)
-                    })
-                    .reduce(zero, add),
-                None => pairs
-                    .fold(zero, |(mut wd, mut bd), (image, dy)| {
-                        one(image, dy, None, &mut wd, &mut bd, 1);
-                        (wd, bd)
-                    })
-                    .reduce(zero, add),
+            let partials: Vec<(Vec<f32>, Vec<f32>)> = match dx.as_mut() {
+                Some(dx) => dx
+                    .data
+                    .par_chunks_mut(per_group * in_image)
+                    .enumerate()
+                    .map(|(g, dxg)| group(g, Some(dxg)))
+                    .collect(),
+                None => (0..n.div_ceil(per_group))
+                    .into_par_iter()
+                    .map(|g| group(g, None))
+                    .collect(),
+            };
+            let mut it = partials.into_iter();
+            let (mut wd, mut bd) = it.next().unwrap_or_default();
+            for (w, b) in it {
+                wd.iter_mut().zip(&w).for_each(|(a, c)| *a += c);
+                bd.iter_mut().zip(&b).for_each(|(a, c)| *a += c);
             }
+            (wd, bd)
         } else {
             let (mut wd, mut bd) = (vec![0.0f32; wlen], vec![0.0f32; blen]);
             for i in 0..n {
