@@ -11,6 +11,7 @@ pub mod caffe;
 pub mod cli;
 pub mod eval;
 pub mod exec;
+pub mod infer;
 pub mod io;
 pub mod ir;
 pub mod model;

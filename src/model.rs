@@ -70,17 +70,11 @@ pub fn load_model(path: &Path, weights: Option<&Path>) -> Result<Net> {
 }
 
 fn load_onnx(path: &Path) -> Result<Net> {
-    bail!(
-        "{}: ONNX import is not available in this build",
-        path.display()
-    )
+    Ok(crate::onnx::import(path)?)
 }
 
 fn load_graph(path: &Path) -> Result<Net> {
-    bail!(
-        "{}: NCS graph reading is not available in this build",
-        path.display()
-    )
+    Ok(crate::ncs::read_net(path)?)
 }
 
 /// Loads a model and fills layers that have no weights from their fillers (seeded), for

@@ -8,6 +8,7 @@
 pub mod bench;
 pub mod common;
 pub mod convert;
+pub mod infer;
 pub mod inspect;
 pub mod plot;
 pub mod run;
@@ -40,6 +41,8 @@ pub enum Command {
     Convert(convert::Args),
     /// Measure latency, throughput and GFLOP/s, overall and per layer.
     Bench(bench::Args),
+    /// Age and gender of face images with any model format (the original's output lines).
+    Infer(infer::Args),
     /// Draw a training log (`train --log`) as a PNG of loss and accuracy.
     Plot(plot::PlotArgs),
 }
@@ -64,5 +67,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Convert(a) => convert::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Plot(a) => plot::run(a),
+        Command::Infer(a) => infer::run(a),
     }
 }
