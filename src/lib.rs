@@ -23,3 +23,4 @@ pub mod proto;
 pub mod testutil;
 pub mod train;
 pub mod util;
+pub mod verify;

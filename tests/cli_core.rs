@@ -243,28 +243,24 @@ fn prototxt_syntax_error_gives_line_and_column() {
     assert_bad_input(&o, &["broken.prototxt", ":6:"]);
 }
 
+/// `inspect` on a prototxt with one 8×8 input and the given layer must fail naming `needles`.
+fn inspect_layer_fails(file: &str, layer: &str, needles: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!("input: \"data\"\ninput_shape {{ dim: 1 dim: 3 dim: 8 dim: 8 }}\n{layer}\n");
+    let p = write(dir.path(), file, text.as_bytes());
+    assert_bad_input(&run(&["inspect", s(&p)]), needles);
+}
+
 #[test]
 fn unknown_layer_type_names_the_layer() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = write(
-        dir.path(),
-        "unknown.prototxt",
-        b"input: \"data\"\ninput_shape { dim: 1 dim: 3 dim: 8 dim: 8 }\nlayer { name: \"weird1\" type: \"FancyLayer\" bottom: \"data\" top: \"y\" }\n",
-    );
-    let o = run(&["inspect", s(&p)]);
-    assert_bad_input(&o, &["weird1", "FancyLayer"]);
+    let layer = r#"layer { name: "weird1" type: "FancyLayer" bottom: "data" top: "y" }"#;
+    inspect_layer_fails("unknown.prototxt", layer, &["weird1", "FancyLayer"]);
 }
 
 #[test]
 fn bottom_that_no_layer_produces_is_named() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = write(
-        dir.path(),
-        "dangling.prototxt",
-        b"input: \"data\"\ninput_shape { dim: 1 dim: 3 dim: 8 dim: 8 }\nlayer { name: \"r\" type: \"ReLU\" bottom: \"ghost\" top: \"y\" }\n",
-    );
-    let o = run(&["inspect", s(&p)]);
-    assert_bad_input(&o, &["'r'", "ghost"]);
+    let layer = r#"layer { name: "r" type: "ReLU" bottom: "ghost" top: "y" }"#;
+    inspect_layer_fails("dangling.prototxt", layer, &["'r'", "ghost"]);
 }
 
 #[test]
@@ -339,4 +335,56 @@ fn missing_files_are_named() {
     assert_bad_input(&o, &["missing.caffemodel"]);
     let o = run(&["run", TINY, "--weights", TINY_W, "--input", "missing.npy"]);
     assert_bad_input(&o, &["missing.npy"]);
+}
+
+/// True when `python3 -c "import cv2, numpy; cv2.dnn.readNetFromCaffe"` works here.
+fn opencv_available() -> bool {
+    Command::new("python3")
+        .args(["-c", "import cv2, numpy; cv2.dnn.readNetFromCaffe"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+#[test]
+fn written_caffe_files_load_in_opencv_and_give_our_outputs() {
+    if !opencv_available() {
+        eprintln!("SKIP: python3 with opencv-python (4.x, with the Caffe importer) and numpy is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("net.caffemodel");
+    let o = run(&["convert", TINY, "-w", TINY_W, "-o", s(&model)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = dir.path().join("out");
+    let proto = dir.path().join("net.prototxt");
+    let o = run(&[
+        "run",
+        s(&proto),
+        "-w",
+        s(&model),
+        "--input",
+        PATTERN,
+        "--output-dir",
+        s(&out),
+        "--all-blobs",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let pairs: Vec<String> = ["prob", "fc8", "norm2", "pool5"]
+        .iter()
+        .map(|n| format!("{n}={}", out.join(format!("{n}.npy")).display()))
+        .collect();
+    let o = Command::new("python3")
+        .arg(repo("tools/check_caffe_opencv.py"))
+        .args([s(&proto), s(&model), s(&repo(PATTERN))])
+        .args(&pairs)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "OpenCV disagrees:\n{report}{}",
+        stderr(&o)
+    );
+    assert_eq!(report.matches(" ok").count(), 4, "{report}");
 }

@@ -12,6 +12,7 @@ pub mod infer;
 pub mod inspect;
 pub mod plot;
 pub mod run;
+pub mod verify;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -45,6 +46,8 @@ pub enum Command {
     Infer(infer::Args),
     /// Draw a training log (`train --log`) as a PNG of loss and accuracy.
     Plot(plot::PlotArgs),
+    /// Compare a model with other models or engines, tensor by tensor.
+    Verify(verify::VerifyArgs),
 }
 
 /// Parses the arguments, runs the command and maps errors to exit codes. Errors are printed
@@ -68,5 +71,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(a) => bench::run(a),
         Command::Plot(a) => plot::run(a),
         Command::Infer(a) => infer::run(a),
+        Command::Verify(args) => verify::run(args),
     }
 }

@@ -42,7 +42,11 @@ impl Graph {
 
     /// `count` fp16 values at a data-section reference, widened to f32 (exact).
     pub fn f32_from_f16_at(&self, r: BufferRef, count: usize) -> Option<Vec<f32>> {
-        Some(self.f16_at(r, count)?.into_iter().map(f32::from).collect())
+        use half::slice::HalfFloatSliceExt;
+        let h = self.f16_at(r, count)?;
+        let mut out = vec![0.0f32; h.len()];
+        h.convert_to_f32_slice(&mut out);
+        Some(out)
     }
 
     /// `count` little-endian i32 values (opParams arrays keep their numpy int32 type).

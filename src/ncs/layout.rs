@@ -5,10 +5,19 @@
 //! taps (KH, KW, 1, K), and FC taps (H, W, C, K): the FC reads its input as the producer's
 //! HWC tensor flattened (y, x, c), so the Caffe column `(c·H + h)·W + w` moves to row
 //! `(h·W + w)·C + c`.
+//!
+//! The functions are generic over the element so that weights can be permuted after the
+//! conversion to fp16, moving half the bytes.
 
 /// Caffe K×C×KH×KW → NCS HWCK.
-pub fn conv_to_hwck(w: &[f32], k: usize, c: usize, kh: usize, kw: usize) -> Vec<f32> {
-    let mut out = vec![0.0; k * c * kh * kw];
+pub fn conv_to_hwck<T: Copy + Default>(
+    w: &[T],
+    k: usize,
+    c: usize,
+    kh: usize,
+    kw: usize,
+) -> Vec<T> {
+    let mut out = vec![T::default(); k * c * kh * kw];
     for ki in 0..k {
         for ci in 0..c {
             for y in 0..kh {
@@ -22,8 +31,14 @@ pub fn conv_to_hwck(w: &[f32], k: usize, c: usize, kh: usize, kw: usize) -> Vec<
 }
 
 /// NCS HWCK → Caffe K×C×KH×KW.
-pub fn hwck_to_conv(t: &[f32], k: usize, c: usize, kh: usize, kw: usize) -> Vec<f32> {
-    let mut out = vec![0.0; k * c * kh * kw];
+pub fn hwck_to_conv<T: Copy + Default>(
+    t: &[T],
+    k: usize,
+    c: usize,
+    kh: usize,
+    kw: usize,
+) -> Vec<T> {
+    let mut out = vec![T::default(); k * c * kh * kw];
     for ki in 0..k {
         for ci in 0..c {
             for y in 0..kh {
@@ -37,24 +52,33 @@ pub fn hwck_to_conv(t: &[f32], k: usize, c: usize, kh: usize, kw: usize) -> Vec<
 }
 
 /// Caffe depthwise K×1×KH×KW → NCS (KH, KW, 1, K).
-pub fn depthwise_to_hwk(w: &[f32], k: usize, kh: usize, kw: usize) -> Vec<f32> {
+pub fn depthwise_to_hwk<T: Copy + Default>(w: &[T], k: usize, kh: usize, kw: usize) -> Vec<T> {
     conv_to_hwck(w, k, 1, kh, kw)
 }
 
 /// NCS (KH, KW, 1, K) → Caffe K×1×KH×KW.
-pub fn hwk_to_depthwise(t: &[f32], k: usize, kh: usize, kw: usize) -> Vec<f32> {
+pub fn hwk_to_depthwise<T: Copy + Default>(t: &[T], k: usize, kh: usize, kw: usize) -> Vec<T> {
     hwck_to_conv(t, k, 1, kh, kw)
 }
 
+/// Tile edge of the FC transposes: 32 × 32 floats keep both sides in cache.
+const TILE: usize = 32;
+
 /// Caffe InnerProduct K×(C·H·W) → NCS (H, W, C, K), for a producer of C×H×W.
-pub fn fc_to_hwck(w: &[f32], k: usize, c: usize, h: usize, wd: usize) -> Vec<f32> {
-    let n = c * h * wd;
-    let mut out = vec![0.0; k * n];
-    for ki in 0..k {
-        for ci in 0..c {
-            for y in 0..h {
-                for x in 0..wd {
-                    out[((y * wd + x) * c + ci) * k + ki] = w[ki * n + (ci * h + y) * wd + x];
+///
+/// With P = H·W pixels this is `out[p][c][k] = w[k][c][p]`: for every channel a tiled
+/// K × P transpose, so both the reads and the writes walk contiguous runs.
+pub fn fc_to_hwck<T: Copy + Default>(w: &[T], k: usize, c: usize, h: usize, wd: usize) -> Vec<T> {
+    let (p, n) = (h * wd, c * h * wd);
+    let mut out = vec![T::default(); k * n];
+    for ci in 0..c {
+        for p0 in (0..p).step_by(TILE) {
+            for k0 in (0..k).step_by(TILE) {
+                for pi in p0..(p0 + TILE).min(p) {
+                    let dst = (pi * c + ci) * k;
+                    for ki in k0..(k0 + TILE).min(k) {
+                        out[dst + ki] = w[ki * n + ci * p + pi];
+                    }
                 }
             }
         }
@@ -63,14 +87,17 @@ pub fn fc_to_hwck(w: &[f32], k: usize, c: usize, h: usize, wd: usize) -> Vec<f32
 }
 
 /// NCS (H, W, C, K) → Caffe InnerProduct K×(C·H·W).
-pub fn hwck_to_fc(t: &[f32], k: usize, c: usize, h: usize, wd: usize) -> Vec<f32> {
-    let n = c * h * wd;
-    let mut out = vec![0.0; k * n];
-    for ki in 0..k {
-        for ci in 0..c {
-            for y in 0..h {
-                for x in 0..wd {
-                    out[ki * n + (ci * h + y) * wd + x] = t[((y * wd + x) * c + ci) * k + ki];
+pub fn hwck_to_fc<T: Copy + Default>(t: &[T], k: usize, c: usize, h: usize, wd: usize) -> Vec<T> {
+    let (p, n) = (h * wd, c * h * wd);
+    let mut out = vec![T::default(); k * n];
+    for ci in 0..c {
+        for k0 in (0..k).step_by(TILE) {
+            for p0 in (0..p).step_by(TILE) {
+                for ki in k0..(k0 + TILE).min(k) {
+                    let dst = ki * n + ci * p;
+                    for pi in p0..(p0 + TILE).min(p) {
+                        out[dst + pi] = t[(pi * c + ci) * k + ki];
+                    }
                 }
             }
         }
@@ -111,6 +138,15 @@ mod tests {
             w
         );
         assert_eq!(hwck_to_fc(&fc_to_hwck(&w, k, c, kh, kw), k, c, kh, kw), w);
+        // sizes that cross the transpose tiles
+        let (k, c, h, wd) = (37, 70, 3, 2);
+        let w: Vec<f32> = (0..k * c * h * wd).map(|v| v as f32).collect();
+        let t = fc_to_hwck(&w, k, c, h, wd);
+        assert_eq!(
+            t[((2 * wd + 1) * c + 5) * k + 36],
+            w[36 * c * h * wd + (5 * h + 2) * wd + 1]
+        );
+        assert_eq!(hwck_to_fc(&t, k, c, h, wd), w);
         let d: Vec<f32> = (0..k * kh * kw).map(|v| v as f32).collect();
         assert_eq!(
             hwk_to_depthwise(&depthwise_to_hwk(&d, k, kh, kw), k, kh, kw),

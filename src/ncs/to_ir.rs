@@ -39,6 +39,14 @@ fn nchw(d: Xyz) -> Vec<usize> {
     vec![1, d.z as usize, d.y as usize, d.x as usize]
 }
 
+/// fp16 → f32 (exact), with the F16C instructions when the CPU has them.
+fn widen(h: &[half::f16]) -> Vec<f32> {
+    use half::slice::HalfFloatSliceExt;
+    let mut out = vec![0.0f32; h.len()];
+    h.convert_to_f32_slice(&mut out);
+    out
+}
+
 /// Reads a graph file and converts it; errors name the file and the stage.
 pub fn read_net(path: &Path) -> Result<Net, NcsError> {
     let g = Graph::read(path)?;
@@ -168,6 +176,23 @@ impl Lifter<'_> {
             })
     }
 
+    fn f16s(
+        &self,
+        i: usize,
+        s: &StageRecord,
+        r: BufferRef,
+        n: usize,
+        what: &str,
+    ) -> Result<Vec<half::f16>, ToIrError> {
+        self.g.f16_at(r, n).ok_or_else(|| {
+            err(
+                i,
+                s,
+                format!("its {what} {r} is not {n} fp16 values in the data section"),
+            )
+        })
+    }
+
     fn f32s(
         &self,
         i: usize,
@@ -287,13 +312,16 @@ impl Lifter<'_> {
                 }
                 let (kh, kw) = (kernel[0], kernel[1]);
                 let w = if depthwise {
-                    let t = self.f32s(i, s, s.taps, kh * kw * out_c, "taps")?;
-                    Tensor::from_vec(&[out_c, 1, kh, kw], hwk_to_depthwise(&t, out_c, kh, kw))
+                    let t = self.f16s(i, s, s.taps, kh * kw * out_c, "taps")?;
+                    Tensor::from_vec(
+                        &[out_c, 1, kh, kw],
+                        widen(&hwk_to_depthwise(&t, out_c, kh, kw)),
+                    )
                 } else {
-                    let t = self.f32s(i, s, s.taps, kh * kw * in_c * out_c, "taps")?;
+                    let t = self.f16s(i, s, s.taps, kh * kw * in_c * out_c, "taps")?;
                     Tensor::from_vec(
                         &[out_c, in_c, kh, kw],
-                        hwck_to_conv(&t, out_c, in_c, kh, kw),
+                        widen(&hwck_to_conv(&t, out_c, in_c, kh, kw)),
                     )
                 };
                 blobs.extend(w);
@@ -328,13 +356,13 @@ impl Lifter<'_> {
                     src.dims.y as usize,
                     src.dims.z as usize,
                 );
-                let t = self.f32s(i, s, s.taps, n * out_c, "taps")?;
+                let t = self.f16s(i, s, s.taps, n * out_c, "taps")?;
                 // a 2-D producer blob is already flat: the layout is then the identity
                 let flat = src.shape.len() == 2;
                 let (c, h, w) = if flat { (n, 1, 1) } else { (c, h, w) };
                 blobs.extend(Tensor::from_vec(
                     &[out_c, n],
-                    hwck_to_fc(&t, out_c, c, h, w),
+                    widen(&hwck_to_fc(&t, out_c, c, h, w)),
                 ));
                 let bias = self.bias(i, s, out_c)?;
                 let bias_term = bias.is_some();

@@ -39,6 +39,13 @@ use std::path::Path;
 /// weights as initializers. Fails with the layer's name when a layer cannot keep Caffe's
 /// semantics in ONNX or lacks its weights.
 pub fn export(net: &Net) -> OnnxResult<ModelProto> {
+    export_with_blob_map(net).map(|(m, _)| m)
+}
+
+/// [`export`], also returning for every IR blob of the deploy net the ONNX tensor that holds
+/// its value: itself, or the bottom of the Dropout/Split chain that was removed. Used to
+/// compare a native run with the exported model blob by blob.
+pub fn export_with_blob_map(net: &Net) -> OnnxResult<(ModelProto, BTreeMap<String, String>)> {
     let net = net.without_train_layers();
     let shapes = net.infer_shapes()?;
     let outputs = net.outputs();
@@ -116,6 +123,15 @@ pub fn export(net: &Net) -> OnnxResult<ModelProto> {
             }
         }
     }
+    let mut blob_map = BTreeMap::new();
+    for (name, _) in &graph_inputs {
+        blob_map.insert(name.clone(), name.clone());
+    }
+    for l in &net.layers {
+        for t in &l.tops {
+            blob_map.insert(t.clone(), b.resolve(t));
+        }
+    }
     let graph = GraphProto {
         name: if net.name.is_empty() {
             "net".into()
@@ -136,7 +152,7 @@ pub fn export(net: &Net) -> OnnxResult<ModelProto> {
             value: serde_json::to_string(&caffe_names).unwrap_or_default(),
         });
     }
-    Ok(ModelProto {
+    let model = ModelProto {
         ir_version: IR_VERSION,
         opset_import: vec![OperatorSetIdProto {
             domain: String::new(),
@@ -147,7 +163,8 @@ pub fn export(net: &Net) -> OnnxResult<ModelProto> {
         graph: Some(graph),
         metadata_props,
         ..Default::default()
-    })
+    };
+    Ok((model, blob_map))
 }
 
 /// Exports `net` and writes the model atomically (temporary file, fsync, rename).

@@ -19,7 +19,7 @@ pub mod pool_map;
 pub mod tensor;
 pub mod tract_engine;
 
-pub use export::{export, write_onnx};
+pub use export::{export, export_with_blob_map, write_onnx};
 pub use import::{import, import_model, import_with, ImportOptions};
 pub use tract_onnx::pb;
 

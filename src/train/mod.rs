@@ -4,10 +4,12 @@
 //! its plot (`plot`).
 
 pub mod config;
+pub mod data;
 #[cfg(test)]
 pub(crate) mod gradcheck;
 pub mod log;
 pub mod lr_policy;
+pub mod net;
 pub mod plot;
 pub mod solver;
 pub mod state;
@@ -17,3 +19,6 @@ pub use config::{ConfigError, Method, NetSource, Regularization, SolverConfig, T
 pub use lr_policy::LrPolicy;
 pub use solver::{Learnable, SmoothedLoss, Solver, SolverError};
 pub use state::{SnapshotPaths, SolverStateFile, StateError};
+
+#[cfg(test)]
+mod oracle_tests;

@@ -3,7 +3,7 @@
 //! its producer (§5.3), because their ids and offsets depend on that order.
 
 use super::{CompileError, CompileOptions, CompileWarning};
-use crate::ir::{BlobShapes, Filler, InputSpec, Layer, Net, Op};
+use crate::ir::{BlobShapes, Filler, InputSpec, Layer, Net, Op, Phase};
 use crate::ncs::layout::{conv_to_hwck, depthwise_to_hwk, fc_to_hwck};
 use crate::ncs::stage::{
     BufferRef, Location, PadStyle, StageOp, StageRecord, Xyz, DATATYPE_FP16, DEFAULT_OPT_MASK,
@@ -116,11 +116,15 @@ pub(super) fn lower(
     opts: &CompileOptions,
     warnings: &mut Vec<CompileWarning>,
 ) -> Result<Plan, CompileError> {
-    let deploy = net.without_train_layers();
-    // inputs: declared ones and Input layers
-    let mut inputs: Vec<InputSpec> = deploy.inputs.clone();
-    let mut layers = Vec::with_capacity(deploy.layers.len());
-    for l in deploy.layers {
+    // the deploy (TEST) view; layers are copied without their weights, which are read
+    // from `net` in place (AgeNet's 45 MB need not be cloned)
+    let mut inputs: Vec<InputSpec> = net.inputs.clone();
+    let mut layers = Vec::with_capacity(net.layers.len());
+    let mut orig: Vec<&Layer> = Vec::with_capacity(net.layers.len());
+    for l in &net.layers {
+        if l.op.is_train_only() || l.phase == Some(Phase::Train) {
+            continue;
+        }
         match &l.op {
             Op::Input { shapes } => {
                 for (t, s) in l.tops.iter().zip(shapes) {
@@ -130,7 +134,20 @@ pub(super) fn lower(
                     });
                 }
             }
-            _ => layers.push(l),
+            _ => {
+                layers.push(Layer {
+                    name: l.name.clone(),
+                    op: l.op.clone(),
+                    bottoms: l.bottoms.clone(),
+                    tops: l.tops.clone(),
+                    caffe_tops: l.caffe_tops.clone(),
+                    blobs: Vec::new(),
+                    params: Vec::new(),
+                    loss_weight: Vec::new(),
+                    phase: l.phase,
+                });
+                orig.push(l);
+            }
         }
     }
     if inputs.len() != 1 {
@@ -181,7 +198,10 @@ pub(super) fn lower(
     };
     lw.input_stage(&work, &input_blob)?;
     for &i in &live {
-        lw.layer(&work.layers[i])?;
+        let l = orig[i];
+        let bottoms: Vec<Vec<usize>> = l.bottoms.iter().map(|b| lw.shape(b).to_vec()).collect();
+        work.check_weights(l, &bottoms)?;
+        lw.layer(l)?;
     }
     let out_layer = &work.layers[last];
     let out_blob = out_layer.tops.first().cloned().unwrap_or_default();
@@ -194,11 +214,25 @@ pub(super) fn lower(
             ))
         }
     }
+    let Lowering {
+        stages,
+        arena,
+        const_bytes,
+        warnings,
+        ..
+    } = lw;
+    let live_layers: Vec<&Layer> = live.iter().map(|&i| orig[i]).collect();
+    warnings.extend(super::bounds::overflow_warnings(
+        &live_layers,
+        &input_blob,
+        opts.input_range,
+        &shapes,
+    ));
     Ok(Plan {
         name: work.name,
-        stages: lw.stages,
-        arena: lw.arena,
-        const_bytes: lw.const_bytes,
+        stages,
+        arena,
+        const_bytes,
     })
 }
 
@@ -356,8 +390,13 @@ fn record(name: &str, op: StageOp, input: Xyz, in_strides: Xyz, output: Xyz) -> 
     }
 }
 
+/// fp16 round-to-nearest-even of every value (half's slice conversion uses the F16C
+/// instructions when the CPU has them).
 fn to_f16(v: &[f32]) -> Vec<f16> {
-    v.iter().map(|&x| f16::from_f32(x)).collect()
+    use half::slice::HalfFloatSliceExt;
+    let mut out = vec![f16::ZERO; v.len()];
+    out.convert_from_f32_slice(v);
+    out
 }
 
 impl Lowering<'_> {
@@ -446,18 +485,44 @@ impl Lowering<'_> {
         Ok(Some(Const::I32(vec![v])))
     }
 
-    /// Gives producer `j` a guarded work buffer (§5.3) if it has none yet.
-    fn attach(&mut self, src: Src) {
-        let Src::Stage(j) = src else { return };
+    /// Size of the guarded work buffer a producer of dims `d` receives (§5.3): the data
+    /// plus a guard of `2·(W+1)·C·2` bytes on each side, rounded up to 64.
+    fn buffer_size(d: Xyz) -> (u64, u64) {
+        let (w, h, c) = (d.x as u64, d.y as u64, d.z as u64);
+        let pad = 2 * (w + 1) * c * 2;
+        (pad, align64(c * h * w * 2 + 2 * pad))
+    }
+
+    /// Refuses, before any weights are built, a consumer whose producer's buffer would
+    /// push the arena over the limit.
+    fn precheck(&self, src: Src) -> Result<(), CompileError> {
+        if let Src::Stage(j) = src {
+            let s = &self.stages[j];
+            let extra = if s.out.is_none() {
+                Self::buffer_size(s.rec.output_dims).1
+            } else {
+                0
+            };
+            if self.arena + extra > super::MAX_WORK_BYTES {
+                return Err(CompileError::WorkTooLarge {
+                    bytes: self.arena + extra,
+                    limit: super::MAX_WORK_BYTES,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives producer `j` a guarded work buffer (§5.3) if it has none yet; refuses an
+    /// arena over the toolkit's 100 MiB before anything large is built.
+    fn attach(&mut self, src: Src) -> Result<(), CompileError> {
+        let Src::Stage(j) = src else { return Ok(()) };
         let s = &mut self.stages[j];
         s.consumers += 1;
         if s.out.is_some() {
-            return;
+            return Ok(());
         }
-        let d = s.rec.output_dims;
-        let (w, h, c) = (d.x as u64, d.y as u64, d.z as u64);
-        let pad = 2 * (w + 1) * c * 2;
-        let size = align64(c * h * w * 2 + 2 * pad);
+        let (pad, size) = Self::buffer_size(s.rec.output_dims);
         let pointer = self.arena + pad;
         self.arena += size;
         s.out = Some(BufferRef::new(
@@ -465,6 +530,13 @@ impl Lowering<'_> {
             self.next_work,
         ));
         self.next_work = self.next_work.saturating_add(1);
+        if self.arena > super::MAX_WORK_BYTES {
+            return Err(CompileError::WorkTooLarge {
+                bytes: self.arena,
+                limit: super::MAX_WORK_BYTES,
+            });
+        }
+        Ok(())
     }
 
     /// Creates a stage, attaching it to its producers in operand order.
@@ -478,10 +550,10 @@ impl Lowering<'_> {
         taps: Option<Const>,
         bias: Option<Const>,
         params: Option<Const>,
-    ) -> usize {
+    ) -> Result<usize, CompileError> {
         let mut parent = 0;
         for src in [Some(data), taps_src, bias_src].into_iter().flatten() {
-            self.attach(src);
+            self.attach(src)?;
             if let Src::Stage(j) = src {
                 parent = parent.max(j);
             }
@@ -502,7 +574,7 @@ impl Lowering<'_> {
             out: None,
             consumers: 0,
         });
-        idx
+        Ok(idx)
     }
 
     fn set_top(&mut self, l: &Layer, idx: usize) {
@@ -658,12 +730,13 @@ impl Lowering<'_> {
         };
         self.reserve(2 * w_count as u64)?;
         let w = self.weights(l, 0, w_count, &p.weight_filler)?;
+        let w = to_f16(&w);
         let taps = if depthwise {
             depthwise_to_hwk(&w, k, kh, kw)
         } else {
             conv_to_hwck(&w, k, c, kh, kw)
         };
-        let taps = Some(Const::F16(to_f16(&taps)));
+        let taps = Some(Const::F16(taps));
         let bias = if p.bias_term {
             rec.post_op = StageOp::Bias;
             self.reserve(2 * k as u64)?;
@@ -681,7 +754,7 @@ impl Lowering<'_> {
         } else {
             None
         };
-        let idx = self.push(rec, src.src, None, None, taps, bias, params);
+        let idx = self.push(rec, src.src, None, None, taps, bias, params)?;
         self.set_top(l, idx);
         Ok(())
     }
@@ -739,7 +812,7 @@ impl Lowering<'_> {
             (kernel[0] * kernel[1]) as u32
         };
         rec.taps_dims = Xyz::new(taps_x, input.z, input.z);
-        let idx = self.push(rec, src.src, None, None, None, None, None);
+        let idx = self.push(rec, src.src, None, None, None, None, None)?;
         self.set_top(l, idx);
         Ok(())
     }
@@ -761,7 +834,7 @@ impl Lowering<'_> {
                 let name = self.stage_name(l, &l.name)?;
                 let mut rec = record(&name, StageOp::Lrn, d, src.strides, d);
                 rec.radix = [n as i8, 0];
-                let idx = self.push(rec, src.src, None, None, None, Some(params), None);
+                let idx = self.push(rec, src.src, None, None, None, Some(params), None)?;
                 self.set_top(l, idx);
             }
             NormRegion::WithinChannel => {
@@ -775,14 +848,14 @@ impl Lowering<'_> {
                     None,
                     None,
                     None,
-                );
+                )?;
                 let pool_name = self.stage_name(l, &format!("{}_AvgPool", l.name))?;
                 let mut pool = record(&pool_name, StageOp::AveragePooling, d, dense(d), d);
                 let half = ((n - 1) / 2) as u8;
                 pool.radix = [n as i8, n as i8];
                 pool.pad = [half, half];
                 pool.taps_dims = Xyz::new((n * n) as u32, d.z, d.z);
-                let pool = self.push(pool, Src::Stage(sq), None, None, None, None, None);
+                let pool = self.push(pool, Src::Stage(sq), None, None, None, None, None)?;
                 let inner_name = self.stage_name(l, &format!("{}_InnerLRN", l.name))?;
                 let inner = self.push(
                     record(&inner_name, StageOp::InnerLrn, d, dense(d), d),
@@ -792,7 +865,7 @@ impl Lowering<'_> {
                     None,
                     Some(params),
                     None,
-                );
+                )?;
                 let name = self.stage_name(l, &l.name)?;
                 let prod = self.push(
                     record(&name, StageOp::EltwiseProd, d, src.strides, d),
@@ -802,7 +875,7 @@ impl Lowering<'_> {
                     None,
                     None,
                     None,
-                );
+                )?;
                 self.set_top(l, prod);
             }
         }
@@ -891,6 +964,7 @@ impl Lowering<'_> {
             out,
         );
         rec.taps_dims = Xyz::new(1, n as u32, k as u32);
+        self.precheck(src.src)?;
         self.reserve(2 * (k * n) as u64)?;
         let w = self.weights(l, 0, k * n, &p.weight_filler)?;
         let w: Cow<[f32]> = if p.transpose {
@@ -904,8 +978,8 @@ impl Lowering<'_> {
         } else {
             w
         };
-        let taps = fc_to_hwck(&w, k, d.z as usize, d.y as usize, d.x as usize);
-        let taps = Some(Const::F16(to_f16(&taps)));
+        let taps = fc_to_hwck(&to_f16(&w), k, d.z as usize, d.y as usize, d.x as usize);
+        let taps = Some(Const::F16(taps));
         let bias = if p.bias_term {
             rec.post_op = StageOp::Bias;
             self.reserve(2 * k as u64)?;
@@ -918,7 +992,7 @@ impl Lowering<'_> {
         } else {
             None
         };
-        let idx = self.push(rec, src.src, None, None, taps, bias, None);
+        let idx = self.push(rec, src.src, None, None, taps, bias, None)?;
         self.set_top(l, idx);
         Ok(())
     }
@@ -940,7 +1014,7 @@ impl Lowering<'_> {
         let mut rec = record(&name, StageOp::SoftMax, src.dims, src.strides, src.dims);
         rec.pad_style = PadStyle::None;
         let params = self.i32_param(axis as i32)?;
-        let idx = self.push(rec, src.src, None, None, None, None, params);
+        let idx = self.push(rec, src.src, None, None, None, None, params)?;
         self.set_top(l, idx);
         Ok(())
     }
@@ -984,7 +1058,7 @@ impl Lowering<'_> {
             None,
             None,
             None,
-        );
+        )?;
         self.set_top(l, idx);
         Ok(())
     }
@@ -1009,7 +1083,7 @@ impl Lowering<'_> {
             None,
             Some(Const::F16(to_f16(&slopes))),
             None,
-        );
+        )?;
         self.set_top(l, idx);
         Ok(())
     }
@@ -1018,7 +1092,7 @@ impl Lowering<'_> {
         let src = self.producer(l, 0)?;
         let name = self.stage_name(l, &l.name)?;
         let rec = record(&name, op, src.dims, src.strides, src.dims);
-        let idx = self.push(rec, src.src, None, None, None, None, None);
+        let idx = self.push(rec, src.src, None, None, None, None, None)?;
         self.set_top(l, idx);
         Ok(())
     }
@@ -1040,7 +1114,7 @@ impl Lowering<'_> {
         let out = self.out_dims(l)?;
         let name = self.stage_name(l, &l.name)?;
         let rec = record(&name, StageOp::ToPlaneMajor, src.dims, src.strides, out);
-        let idx = self.push(rec, src.src, None, None, None, None, None);
+        let idx = self.push(rec, src.src, None, None, None, None, None)?;
         self.set_top(l, idx);
         Ok(())
     }
@@ -1089,7 +1163,7 @@ impl Lowering<'_> {
                 let name = self.stage_name(l, &l.name)?;
                 let rec = record(&name, StageOp::Scale, src.dims, src.strides, src.dims);
                 let ones = Const::F16(vec![f16::ONE; c]);
-                self.push(rec, src.src, None, None, Some(ones), None, None)
+                self.push(rec, src.src, None, None, Some(ones), None, None)?
             }
         };
         let k = self.stages[j].rec.output_dims.z as usize;

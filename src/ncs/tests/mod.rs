@@ -2,7 +2,6 @@
 //! and the format documentation in `../shared/ncs`.
 
 mod bad_input;
-mod caffe_min;
 mod compile;
 mod golden;
 mod inspect;
