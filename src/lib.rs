@@ -18,6 +18,7 @@ pub mod model;
 pub mod ncs;
 pub mod onnx;
 pub mod ops;
+pub mod pipeline;
 pub mod proto;
 #[doc(hidden)]
 pub mod testutil;

@@ -10,6 +10,7 @@ pub mod common;
 pub mod convert;
 pub mod infer;
 pub mod inspect;
+pub mod pipeline;
 pub mod plot;
 pub mod run;
 pub mod verify;
@@ -44,6 +45,8 @@ pub enum Command {
     Bench(bench::Args),
     /// Age and gender of face images with any model format (the original's output lines).
     Infer(infer::Args),
+    /// Data preparation, training, testing, every format, verification and a report.
+    Pipeline(pipeline::Args),
     /// Draw a training log (`train --log`) as a PNG of loss and accuracy.
     Plot(plot::PlotArgs),
     /// Compare a model with other models or engines, tensor by tensor.
@@ -71,6 +74,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(a) => bench::run(a),
         Command::Plot(a) => plot::run(a),
         Command::Infer(a) => infer::run(a),
+        Command::Pipeline(a) => pipeline::run(a),
         Command::Verify(args) => verify::run(args),
     }
 }
