@@ -388,3 +388,50 @@ fn written_caffe_files_load_in_opencv_and_give_our_outputs() {
     );
     assert_eq!(report.matches(" ok").count(), 4, "{report}");
 }
+
+/// Max |a − b| over two equal-length tensors.
+fn max_abs_diff(a: &agegender::ir::Tensor, b: &agegender::ir::Tensor) -> f32 {
+    assert_eq!(a.shape, b.shape);
+    a.data
+        .iter()
+        .zip(&b.data)
+        .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()))
+}
+
+#[test]
+fn tract_engine_and_onnx_export_agree_with_the_native_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let onnx = dir.path().join("tiny.onnx");
+    let o = run(&["convert", TINY, "-w", TINY_W, "-o", s(&onnx)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut probs = Vec::new();
+    for (model, engine) in [
+        (TINY_W, "native"),
+        (TINY_W, "tract"),
+        (s(&onnx), "native"),
+        (s(&onnx), "tract"),
+    ] {
+        let out = dir.path().join(format!("out-{engine}-{}", probs.len()));
+        let o = run(&[
+            "run",
+            model,
+            "--input",
+            PATTERN,
+            "--engine",
+            engine,
+            "--output-dir",
+            s(&out),
+        ]);
+        assert!(o.status.success(), "{model} on {engine}: {}", stderr(&o));
+        probs.push(agegender::io::npy::read_npy(&out.join("prob.npy")).unwrap());
+    }
+    for p in &probs[1..] {
+        // The strict preset: max error ≤ 1e-4 × max(1, max|ref|) on a softmax output.
+        assert!(
+            max_abs_diff(&probs[0], p) <= 1e-4,
+            "{:?} vs {:?}",
+            probs[0].data,
+            p.data
+        );
+    }
+}

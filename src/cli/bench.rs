@@ -1,7 +1,7 @@
 //! `agegender bench`: latency, throughput and achieved GFLOP/s, overall and per layer.
 //! Speed is measured here (and recorded in BENCHMARKS.md), never in timed tests.
 
-use super::common::{single_input, EngineKind};
+use super::common::{single_input, tract_model, EngineKind};
 use crate::exec::{Engine, ExecOptions, LayerTiming};
 use crate::ir::Tensor;
 use crate::model::{load_model, load_model_random};
@@ -105,9 +105,6 @@ pub fn run(args: Args) -> Result<ExitCode> {
     } else {
         load_model(&args.model, args.weights.as_deref())?
     };
-    if args.engine != EngineKind::Native {
-        bail!("engine {:?} is not available in this build", args.engine);
-    }
     let batch = args.batch as usize;
     let (input, declared) = single_input(&net)?;
     let mut shape = declared.clone();
@@ -119,7 +116,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
         (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect(),
     )
     .expect("sized");
-    let engine = Engine::with_options(
+    let mut totals = Vec::with_capacity(args.iters as usize);
+    let mut per_layer: Vec<LayerTiming> = Vec::new();
+    let native = Engine::with_options(
         &net,
         ExecOptions {
             threads: args.threads,
@@ -127,35 +126,51 @@ pub fn run(args: Args) -> Result<ExitCode> {
             ..ExecOptions::default()
         },
     )?;
-    for _ in 0..args.warmup {
-        engine.run([(input.as_str(), x.clone())])?;
-    }
-    let mut totals = Vec::with_capacity(args.iters as usize);
-    let mut per_layer: Vec<LayerTiming> = Vec::new();
-    for _ in 0..args.iters {
-        let xi = x.clone();
-        let t0 = Instant::now();
-        let (_, timings) = engine.run_timed([(input.as_str(), xi)])?;
-        totals.push(t0.elapsed());
-        if per_layer.is_empty() {
-            per_layer = timings;
-        } else {
-            for (acc, t) in per_layer.iter_mut().zip(timings) {
-                acc.time += t.time;
+    let flops = native.flops();
+    let threads = native.threads();
+    match args.engine {
+        EngineKind::Native => {
+            for _ in 0..args.warmup {
+                native.run([(input.as_str(), x.clone())])?;
+            }
+            for _ in 0..args.iters {
+                let xi = x.clone();
+                let t0 = Instant::now();
+                let (_, timings) = native.run_timed([(input.as_str(), xi)])?;
+                totals.push(t0.elapsed());
+                if per_layer.is_empty() {
+                    per_layer = timings;
+                } else {
+                    for (acc, t) in per_layer.iter_mut().zip(timings) {
+                        acc.time += t.time;
+                    }
+                }
             }
         }
+        EngineKind::Tract => {
+            drop(native);
+            let model = tract_model(&args.model, &net, &input, &shape, args.threads)?;
+            for _ in 0..args.warmup {
+                model.run(std::slice::from_ref(&x))?;
+            }
+            for _ in 0..args.iters {
+                let t0 = Instant::now();
+                model.run(std::slice::from_ref(&x))?;
+                totals.push(t0.elapsed());
+            }
+        }
+        EngineKind::F16 => bail!("engine f16 is not available in this build"),
     }
     let iters = totals.len();
     let mean = totals.iter().sum::<Duration>() / iters as u32;
     let mut sorted = totals.clone();
     sorted.sort();
     let median = sorted[iters / 2];
-    let flops = engine.flops();
     let report = BenchReport {
         model: args.model.display().to_string(),
-        engine: "native".into(),
+        engine: format!("{:?}", args.engine).to_lowercase(),
         batch,
-        threads: engine.threads(),
+        threads,
         iters,
         mean_ms: ms(mean),
         median_ms: ms(median),

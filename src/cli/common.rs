@@ -83,3 +83,35 @@ pub fn ensure_dir(dir: &Path) -> Result<()> {
     }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))
 }
+
+/// Plans a model for tract at batch shape `shape`: an `.onnx` file is planned as it is, any
+/// other model is exported to ONNX in memory first. Threads follow `threads` (0 = all).
+pub fn tract_model(
+    path: &Path,
+    net: &Net,
+    input: &str,
+    shape: &[usize],
+    threads: usize,
+) -> Result<crate::onnx::tract_engine::TractModel> {
+    crate::onnx::tract_engine::set_threads(if threads == 0 {
+        rayon::current_num_threads()
+    } else {
+        threads
+    });
+    let shapes = std::collections::HashMap::from([(input.to_string(), shape.to_vec())]);
+    let is_onnx = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("onnx"));
+    let model = if is_onnx {
+        crate::onnx::tract_engine::TractModel::from_file(path, &shapes, &[])?
+    } else {
+        let mut batched = net.clone();
+        if let Some(&n) = shape.first() {
+            batched.set_batch(n);
+        }
+        let proto = crate::onnx::export(&batched)?;
+        crate::onnx::tract_engine::TractModel::from_proto(&proto, None, &shapes, &[])?
+    };
+    Ok(model)
+}

@@ -12,6 +12,8 @@ use std::process::ExitCode;
 #[command(after_help = "Examples:
   agegender convert deploy.prototxt --weights net.caffemodel -o out/net.caffemodel   # + out/net.prototxt
   agegender convert old_v1.prototxt -o new.prototxt                                  # V1 → current syntax
+  agegender convert deploy.prototxt --weights net.caffemodel -o net.onnx            # opset 13, Caffe semantics kept
+  agegender convert net.onnx -o net.caffemodel                                       # ONNX → Caffe where the ops map
   agegender convert mean.binaryproto -o mean.npy                                     # C×H×W float32")]
 pub struct Args {
     /// Source model (.prototxt, .caffemodel, .onnx, .graph) or mean (.binaryproto).
@@ -64,12 +66,16 @@ pub fn run(args: Args) -> Result<ExitCode> {
             crate::caffe::write_prototxt(&net, &proto)?;
             println!("wrote {} and {}", args.output.display(), proto.display());
         }
+        "onnx" => {
+            crate::onnx::write_onnx(&net, &args.output)?;
+            println!("wrote {}", args.output.display());
+        }
         "prototxt" => {
             crate::caffe::write_prototxt(&net, &args.output)?;
             println!("wrote {}", args.output.display());
         }
         _ => bail!(
-            "{}: unsupported output format (use .caffemodel, .prototxt, or .npy for a mean)",
+            "{}: unsupported output format (use .caffemodel, .prototxt, .onnx, or .npy for a mean)",
             args.output.display()
         ),
     }

@@ -1,6 +1,8 @@
 //! `agegender run`: one N×C×H×W tensor through a model, outputs written as `.npy`.
 
-use super::common::{ensure_dir, file_stem, read_input_npy, single_input, top_k, EngineKind};
+use super::common::{
+    ensure_dir, file_stem, read_input_npy, single_input, top_k, tract_model, EngineKind,
+};
 use crate::exec::{Engine, ExecOptions, Outputs};
 use crate::ir::Net;
 use crate::model::load_model;
@@ -48,6 +50,15 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let x = read_input_npy(&args.input, &input_name, &declared)?;
     let outputs = match args.engine {
         EngineKind::Native => run_native(&net, &input_name, x, args.all_blobs, args.threads)?,
+        EngineKind::Tract => {
+            if args.all_blobs {
+                bail!("--all-blobs needs the native engine (tract returns the net outputs only)");
+            }
+            let model = tract_model(&args.model, &net, &input_name, &x.shape, args.threads)?;
+            Outputs {
+                blobs: model.run(&[x])?,
+            }
+        }
         other => bail!("engine {other:?} is not available in this build"),
     };
     let output_names = net.outputs();
