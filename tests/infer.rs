@@ -457,6 +457,19 @@ fn bad_input_is_a_clear_error() {
             .collect::<Vec<_>>(),
         "missing.caffemodel",
     );
+    // A prototxt without its weights.
+    check(
+        &[
+            "infer",
+            "--age",
+            "fixtures/models/levi_tiny.prototxt",
+            "--mean_file",
+            s(&mean),
+            "--image_path",
+            s(&img),
+        ],
+        "levi_tiny.prototxt",
+    );
     // A mean smaller than the 227×227 input.
     let small = tmp.path().join("small_mean.npy");
     agegender::io::npy::write_npy(&small, &agegender::ir::Tensor::full(&[3, 8, 8], 1.0)).unwrap();

@@ -163,7 +163,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
         results
     } else {
         let path = args.image_path.clone();
-        let image = crate::io::image::read_image(&path)?;
+        // The message already holds the decoder's cause; keep it on one line.
+        let image = crate::io::image::read_image(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
         let (age, gender) = predictors
             .predict(std::slice::from_ref(&image))?
             .pop()

@@ -6,12 +6,12 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum InferError {
     /// The model could not be loaded (any format's error, with its file).
-    #[error("cannot load model {}: {source:#}", path.display())]
+    #[error("cannot load model {}: {error:#}", path.display())]
     Model {
         /// The model file.
         path: PathBuf,
-        /// The adapter's error.
-        source: anyhow::Error,
+        /// The adapter's (or engine's) error, printed in full here.
+        error: anyhow::Error,
     },
     /// The net cannot classify images: wrong input rank or channels, no class output.
     #[error("net '{net}': {msg}")]

@@ -29,9 +29,9 @@ pub struct LoadedModel {
 
 /// Loads `path` (with `weights` for a `.prototxt`) into the IR.
 pub fn load_for_inference(path: &Path, weights: Option<&Path>) -> Result<LoadedModel, InferError> {
-    let fail = |source: anyhow::Error| InferError::Model {
+    let fail = |error: anyhow::Error| InferError::Model {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     let format = ModelFormat::detect(path).map_err(fail)?;
     if format != ModelFormat::Onnx {

@@ -103,6 +103,13 @@ impl Predictor {
                     }
                 ),
             },
+            // Weights or shapes that the engines refuse: name the model file.
+            (e @ (InferError::Exec(_) | InferError::Onnx(_) | InferError::Net { .. }), _) => {
+                InferError::Model {
+                    path: model.to_path_buf(),
+                    error: e.into(),
+                }
+            }
             (e, _) => e,
         };
         Self::from_loaded(loaded, &mean, options).map_err(mean_error)
@@ -155,6 +162,16 @@ impl Predictor {
         if c != 3 {
             return Err(bad(format!(
                 "input '{input}' takes {c} channels; images are decoded to 3 (BGR)"
+            )));
+        }
+        if let Some(l) = net
+            .layers
+            .iter()
+            .find(|l| l.blobs.len() < crate::caffe::weights::expected_blob_count(l))
+        {
+            return Err(bad(format!(
+                "layer '{}' has no learned weights (a .prototxt needs its .caffemodel)",
+                l.name
             )));
         }
         let shapes = net.infer_shapes().map_err(|e| bad(e.to_string()))?;
