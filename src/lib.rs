@@ -9,6 +9,7 @@
 
 pub mod caffe;
 pub mod cli;
+pub mod data;
 pub mod eval;
 pub mod exec;
 pub mod infer;

@@ -8,6 +8,7 @@
 pub mod bench;
 pub mod common;
 pub mod convert;
+pub mod data;
 pub mod infer;
 pub mod inspect;
 pub mod pipeline;
@@ -51,6 +52,8 @@ pub enum Command {
     Plot(plot::PlotArgs),
     /// Compare a model with other models or engines, tensor by tensor.
     Verify(verify::VerifyArgs),
+    /// Dataset preparation and Caffe's LMDB tools (convert_imageset, compute_image_mean).
+    Data(data::DataArgs),
 }
 
 /// Parses the arguments, runs the command and maps errors to exit codes. Errors are printed
@@ -76,5 +79,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Infer(a) => infer::run(a),
         Command::Pipeline(a) => pipeline::run(a),
         Command::Verify(args) => verify::run(args),
+        Command::Data(args) => data::run(args),
     }
 }
