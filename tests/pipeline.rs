@@ -256,7 +256,7 @@ fn formats_verify_and_infer_steps_on_a_levi_net() {
         assert!(r.pass, "{r:?}");
     }
     let inferred = stages::infer_formats(NetKind::Age, &files, &mean, &images, 0).unwrap();
-    assert_eq!(inferred.len(), 4 * images.len());
+    assert_eq!(inferred.len(), 5 * images.len());
     let reference: Vec<_> = predictor
         .predict(&images.iter().map(|i| i.1.clone()).collect::<Vec<_>>())
         .unwrap();
@@ -268,7 +268,8 @@ fn formats_verify_and_infer_steps_on_a_levi_net() {
             .zip(want)
             .map(|(a, b)| (a - b).abs())
             .fold(0.0, f32::max);
-        assert!(diff < 5e-4, "{} {}: {diff}", r.format, r.image);
+        let tol = if r.format == "graph/f16" { 1e-3 } else { 5e-4 };
+        assert!(diff < tol, "{} {}: {diff}", r.format, r.image);
         assert!(r.line.starts_with("Age predicted: "), "{}", r.line);
     }
 }
@@ -346,9 +347,9 @@ fn synthetic_faces_carry_utkface_names() {
 }
 
 /// `pipeline --quick` end to end: the layout the checks read and a report with measured
-/// numbers. Needs `data prepare` (issue #5) and the training loop (issue #6) in the build.
+/// numbers. Needs the training loop (issue #6) in the build.
 #[test]
-#[ignore = "needs data prepare (#5) and the training loop (#6), not yet merged"]
+#[ignore = "needs the training loop (#6), not yet merged; data prepare is wired"]
 fn pipeline_quick_runs_end_to_end() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");

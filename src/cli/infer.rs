@@ -65,7 +65,7 @@ pub struct Args {
         value_name = "IMG|DIR"
     )]
     pub image_path: PathBuf,
-    /// Engine (default: native f32 for every format).
+    /// Engine (default: the fp16 NCS emulator for a .graph, native f32 otherwise).
     #[arg(long, value_enum)]
     pub engine: Option<EngineKind>,
     /// Print one JSON array with a row per image.

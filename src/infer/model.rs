@@ -104,11 +104,14 @@ pub fn batch_one_shapes(model: &ModelProto) -> HashMap<String, Vec<usize>> {
     shapes
 }
 
-/// The engine a model runs on when `--engine` is not given. Every format runs on the
-/// native f32 engine; an NCS graph's weights are already fp16-exact in its IR
-/// (`WeightPrecision::F16`), only its activations are then kept in f32.
-pub fn default_engine(_format: ModelFormat) -> EngineKind {
-    EngineKind::Native
+/// The engine a model runs on when `--engine` is not given: an NCS graph runs on the fp16
+/// emulation of the stick (`exec::f16`, every stored tensor rounded to fp16 as the device
+/// stores it), every other format on the native f32 engine.
+pub fn default_engine(format: ModelFormat) -> EngineKind {
+    match format {
+        ModelFormat::NcsGraph => EngineKind::F16,
+        _ => EngineKind::Native,
+    }
 }
 
 /// Engine name for messages and reports.

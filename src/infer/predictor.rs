@@ -43,6 +43,7 @@ impl Default for PredictorOptions {
 enum Backend {
     Native(Box<Engine>),
     Tract(TractModel),
+    F16(Box<crate::exec::f16::F16Engine>),
 }
 
 /// A classification net ready to run on images: input `N×C×H×W`, one output of class
@@ -180,13 +181,6 @@ impl Predictor {
         if classes == 0 {
             return Err(bad(format!("output '{output}' has no classes")));
         }
-        if engine == EngineKind::F16 {
-            return Err(InferError::Engine {
-                engine: engine_name(engine),
-                msg: "the NCS fp16 emulator is not in this build; use --engine native or tract"
-                    .into(),
-            });
-        }
         let threads = if options.threads == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         } else {
@@ -271,12 +265,14 @@ impl Predictor {
                 };
                 Backend::Tract(model)
             }
-            EngineKind::F16 => {
-                return Err(InferError::Engine {
-                    engine: engine_name(self.engine),
-                    msg: "the NCS fp16 emulator is not in this build".into(),
-                })
-            }
+            EngineKind::F16 => Backend::F16(Box::new(crate::exec::f16::F16Engine::with_options(
+                &self.net,
+                ExecOptions {
+                    threads: self.threads,
+                    batch: Some(batch),
+                    ..ExecOptions::default()
+                },
+            )?)),
         };
         let backend = Arc::new(backend);
         cache.insert(batch, backend.clone());
@@ -321,6 +317,10 @@ impl Predictor {
             Backend::Native(engine) => {
                 let mut out = engine.run([(self.input.as_str(), x)])?;
                 out.take(&self.output)
+            }
+            Backend::F16(engine) => {
+                let mut run = engine.run([(self.input.as_str(), x)])?;
+                run.outputs.take(&self.output)
             }
             Backend::Tract(model) => model
                 .run(&[x])?

@@ -134,14 +134,27 @@ impl PreparedData {
     }
 }
 
+/// `data prepare` into `out` with the original project's defaults (Asian faces, 80/20
+/// split, seed 230, 227×227 records), on a seeded subset with `--quick`.
 fn prepare_data(
-    _source: &Path,
-    _out: &Path,
-    _options: &PipelineOptions,
+    source: &Path,
+    out: &Path,
+    options: &PipelineOptions,
 ) -> Result<PreparedData, PipelineError> {
-    Err(PipelineError::Unavailable {
+    let mut prepare = crate::data::PrepareOptions::new(source, out);
+    prepare.limit = options.limit();
+    prepare.progress = options.verbose;
+    let report = crate::data::prepare(&prepare).map_err(|e| PipelineError::Step {
         step: "data prepare",
-        needs: "the data module (issue #5)",
+        msg: e.to_string(),
+    })?;
+    if options.verbose {
+        eprintln!("{}", report.summary());
+    }
+    Ok(PreparedData {
+        dir: out.to_path_buf(),
+        images: report.counts.all.total,
+        records: report.lmdb_records.clone(),
     })
 }
 

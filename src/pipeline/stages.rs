@@ -190,7 +190,8 @@ pub struct InferRow {
     pub prediction: TaskPrediction,
 }
 
-/// `infer` with every format (caffemodel, onnx on native and tract, graph) on `images`.
+/// `infer` with every format (caffemodel, onnx on native and tract, graph on the fp16
+/// emulator and in f32) on `images`.
 pub fn infer_formats(
     kind: NetKind,
     files: &FormatFiles,
@@ -209,11 +210,12 @@ pub fn infer_formats(
         threads,
         ..PredictorOptions::default()
     };
-    use crate::cli::common::EngineKind::{Native, Tract};
+    use crate::cli::common::EngineKind::{Native, Tract, F16};
     let cases = [
         ("caffemodel/native", &files.caffemodel, Native),
         ("onnx/native", &files.onnx, Native),
         ("onnx/tract", &files.onnx, Tract),
+        ("graph/f16", &files.graph, F16),
         ("graph/native", &files.graph, Native),
     ];
     let pixels: Vec<ChwImage> = images.iter().map(|(_, img, _)| img.clone()).collect();
