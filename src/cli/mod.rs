@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod common;
+pub mod compile;
 pub mod convert;
 pub mod data;
 pub mod infer;
@@ -52,6 +53,8 @@ pub enum Command {
     Plot(plot::PlotArgs),
     /// Compare a model with other models or engines, tensor by tensor.
     Verify(verify::VerifyArgs),
+    /// Compile a net to a Movidius NCS graph file (mvNCCompile-compatible flags).
+    Compile(compile::Args),
     /// Dataset preparation and Caffe's LMDB tools (convert_imageset, compute_image_mean).
     Data(data::DataArgs),
 }
@@ -59,11 +62,18 @@ pub enum Command {
 /// Parses the arguments, runs the command and maps errors to exit codes. Errors are printed
 /// with their whole context chain (file, layer, line).
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Die quietly on a closed pipe (`agegender inspect … | head`) as Unix tools do, instead
+    // of panicking inside println!.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    let cli = Cli::parse_from(compile::normalize_args(std::env::args()));
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             ExitCode::from(EXIT_BAD_INPUT)
         }
     }
@@ -80,5 +90,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Pipeline(a) => pipeline::run(a),
         Command::Verify(args) => verify::run(args),
         Command::Data(args) => data::run(args),
+        Command::Compile(a) => compile::run(a),
     }
+}
+
+/// Joins an error's context chain with ": ", skipping a cause whose text the previous
+/// message already contains (typed errors often print their source inline).
+pub fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    let mut last = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !last.is_empty() && last.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+        last = text;
+    }
+    out
 }
