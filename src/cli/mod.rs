@@ -10,7 +10,9 @@ pub mod common;
 pub mod compile;
 pub mod convert;
 pub mod data;
+pub mod infer;
 pub mod inspect;
+pub mod pipeline;
 pub mod plot;
 pub mod run;
 pub mod test;
@@ -45,6 +47,10 @@ pub enum Command {
     Convert(convert::Args),
     /// Measure latency, throughput and GFLOP/s, overall and per layer.
     Bench(bench::Args),
+    /// Age and gender of face images with any model format (the original's output lines).
+    Infer(infer::Args),
+    /// Data preparation, training, testing, every format, verification and a report.
+    Pipeline(pipeline::Args),
     /// Draw a training log (`train --log`) as a PNG of loss and accuracy.
     Plot(plot::PlotArgs),
     /// Compare a model with other models or engines, tensor by tensor.
@@ -86,6 +92,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Convert(a) => convert::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Plot(a) => plot::run(a),
+        Command::Infer(a) => infer::run(a),
+        Command::Pipeline(a) => pipeline::run(a),
         Command::Verify(args) => verify::run(args),
         Command::Data(args) => data::run(args),
         Command::Compile(a) => compile::run(a),
