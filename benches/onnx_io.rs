@@ -59,7 +59,10 @@ fn main() {
         onnx::write_onnx(&net, &path).unwrap();
         write.push(t.elapsed());
     }
-    println!("file size: {} bytes", std::fs::metadata(&path).unwrap().len());
+    println!(
+        "file size: {} bytes",
+        std::fs::metadata(&path).unwrap().len()
+    );
     stats("export (IR → ModelProto)", export);
     stats("encode (ModelProto → bytes)", encode);
     stats("write_onnx (export+encode+fsync)", write);
@@ -72,7 +75,8 @@ fn main() {
         let model = onnx::import::read_model(&path).unwrap();
         read.push(t.elapsed());
         let t = Instant::now();
-        let back = onnx::import_model(&model, dir.path().into(), &ImportOptions::default()).unwrap();
+        let back =
+            onnx::import_model(&model, dir.path().into(), &ImportOptions::default()).unwrap();
         convert.push(t.elapsed());
         std::hint::black_box(back);
         let t = Instant::now();

@@ -178,8 +178,14 @@ fn corrupted_export_of_a_caffe_model_names_the_caffe_layer() {
     let j: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(j["comparisons"].as_array().unwrap().len(), 2);
     // Each --against-engine applies to the --against before it.
-    assert!(j["comparisons"][0]["candidate"].as_str().unwrap().ends_with("[tract]"));
-    assert!(j["comparisons"][1]["candidate"].as_str().unwrap().ends_with("[native]"));
+    assert!(j["comparisons"][0]["candidate"]
+        .as_str()
+        .unwrap()
+        .ends_with("[tract]"));
+    assert!(j["comparisons"][1]["candidate"]
+        .as_str()
+        .unwrap()
+        .ends_with("[native]"));
     // The corrupted one fails at conv3, for both engines.
     for engine in ["tract", "native"] {
         let mut args = base.to_vec();
