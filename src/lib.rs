@@ -9,13 +9,18 @@
 
 pub mod caffe;
 pub mod cli;
+pub mod data;
+pub mod eval;
 pub mod exec;
 pub mod io;
 pub mod ir;
+pub mod model;
+pub mod ncs;
 pub mod onnx;
 pub mod ops;
 pub mod proto;
 #[doc(hidden)]
 pub mod testutil;
+pub mod train;
 pub mod util;
 pub mod verify;

@@ -69,7 +69,8 @@ pub fn filler_from_proto(
     })
 }
 
-/// Caffe's `(h, w)` from a repeated field or its `_h`/`_w` pair (`BaseConvolutionLayer`).
+/// Caffe's `(h, w)` from a repeated field (one value for both axes, or one per axis;
+/// `default` when empty) or its `_h`/`_w` pair (`BaseConvolutionLayer::LayerSetUp`).
 fn conv_pair(
     l: &LayerParameter,
     what: &str,
@@ -82,11 +83,16 @@ fn conv_pair(
         if !repeated.is_empty() {
             return Err(invalid(
                 l,
-                format!("either {what} or {what}_h/{what}_w should be specified; not both"),
+                format!(
+                    "either {what} or {base}_h/{base}_w should be specified; not both",
+                    base = what.trim_end_matches("_size")
+                ),
             ));
         }
-        let d = if what == "pad" { 0 } else { default as u32 };
-        return Ok([h.unwrap_or(d) as usize, w.unwrap_or(d) as usize]);
+        // As in Caffe, the pair replaces the repeated field and a missing half reads as
+        // the proto default 0 (so `stride_h` alone is a zero-stride error, `pad_h` alone
+        // pads only the height).
+        return Ok([h.unwrap_or(0) as usize, w.unwrap_or(0) as usize]);
     }
     match repeated {
         [] => Ok([default; 2]),

@@ -26,4 +26,4 @@ pub use error::{CaffeError, NetError};
 pub use export::{net_to_proto, write_caffemodel, write_prototxt};
 pub use import::net_from_proto;
 pub use load::{load_caffemodel_net, load_caffemodel_net_with_input, load_net};
-pub use weights::fill_missing_weights;
+pub use weights::{fill_missing_weights, fill_missing_weights_random};

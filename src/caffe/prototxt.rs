@@ -159,4 +159,4 @@ pub fn read_solver(path: &Path) -> Result<SolverParameter, PrototxtError> {
 
 #[cfg(test)]
 #[path = "prototxt_tests.rs"]
-mod tests;
+pub(crate) mod tests;

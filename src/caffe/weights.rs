@@ -70,7 +70,7 @@ pub fn canonical_rank_shape(op: &Op, index: usize, shape: &[usize]) -> Vec<usize
 }
 
 /// Gives every learned blob exactly the shape its op expects (they already passed
-/// [`crate::ir::shape_matches`] in `Net::infer_shapes`, so only legacy leading 1-dims
+/// Caffe's legacy `ShapeEquals` rule in `Net::infer_shapes`, so only legacy leading 1-dims
 /// change).
 pub fn conform_weights(net: &mut Net, shapes: &BlobShapes) {
     for l in &mut net.layers {
@@ -148,6 +148,18 @@ pub fn copy_weights_by_name(net: &mut Net, source: &NetParameter) -> Result<Vec<
 /// record shape); used by `bench --random-weights` and by loading with a caffemodel that
 /// lacks some layers.
 pub fn fill_missing_weights(net: &mut Net, seed: u64) -> Result<Vec<String>, NetError> {
+    fill_missing(net, seed, false)
+}
+
+/// Like [`fill_missing_weights`], but a weight blob whose filler is Caffe's default
+/// (constant 0) is drawn from gaussian(0, 0.01) instead (the `bench --random-weights` rule): deploy prototxts rarely name fillers,
+/// and all-zero weights would make every activation after the first layer constant, which
+/// is no use for benchmarks or smoke tests. Biases keep their fillers.
+pub fn fill_missing_weights_random(net: &mut Net, seed: u64) -> Result<Vec<String>, NetError> {
+    fill_missing(net, seed, true)
+}
+
+fn fill_missing(net: &mut Net, seed: u64, random_default: bool) -> Result<Vec<String>, NetError> {
     let shapes = net.infer_shapes()?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut filled = Vec::new();
@@ -160,7 +172,16 @@ pub fn fill_missing_weights(net: &mut Net, seed: u64) -> Result<Vec<String>, Net
             .iter()
             .filter_map(|b| shapes.get(b).cloned())
             .collect();
-        let fillers = layer_fillers(l);
+        let mut fillers = layer_fillers(l);
+        if let Some(w) = fillers.first_mut() {
+            let has_weight_matrix = matches!(l.op, Op::Convolution(_) | Op::InnerProduct(_));
+            if random_default && has_weight_matrix && *w == Filler::default() {
+                *w = Filler::Gaussian {
+                    mean: 0.0,
+                    std: 0.01,
+                };
+            }
+        }
         l.blobs =
             l.op.weight_shapes(&bottoms)
                 .iter()

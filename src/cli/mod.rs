@@ -5,10 +5,18 @@
 //! some images in a batch failed), 2 bad input or usage (unreadable or invalid files,
 //! wrong shapes), 130 interrupted.
 
+pub mod bench;
+pub mod common;
+pub mod compile;
+pub mod convert;
+pub mod data;
+pub mod inspect;
+pub mod plot;
+pub mod run;
+pub mod verify;
+
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
-
-pub mod verify;
 
 /// Exit code for a failed check (tolerance, partial failure).
 pub const EXIT_CHECK_FAILED: u8 = 1;
@@ -27,18 +35,39 @@ pub struct Cli {
 /// Every subcommand.
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Print a model's layers, shapes, parameters and FLOPs (or a mean file's channel means).
+    Inspect(inspect::Args),
+    /// Run one N×C×H×W .npy tensor through a model and write the outputs as .npy.
+    Run(run::Args),
+    /// Convert a model between formats (the output extension picks the format).
+    Convert(convert::Args),
+    /// Measure latency, throughput and GFLOP/s, overall and per layer.
+    Bench(bench::Args),
+    /// Draw a training log (`train --log`) as a PNG of loss and accuracy.
+    Plot(plot::PlotArgs),
     /// Compare a model with other models or engines, tensor by tensor.
     Verify(verify::VerifyArgs),
+    /// Compile a net to a Movidius NCS graph file (mvNCCompile-compatible flags).
+    Compile(compile::Args),
+    /// Dataset preparation and Caffe's LMDB tools (convert_imageset, compute_image_mean).
+    Data(data::DataArgs),
 }
 
 /// Parses the arguments, runs the command and maps errors to exit codes. Errors are printed
 /// with their whole context chain (file, layer, line).
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Die quietly on a closed pipe (`agegender inspect … | head`) as Unix tools do, instead
+    // of panicking inside println!.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    let cli = Cli::parse_from(compile::normalize_args(std::env::args()));
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             ExitCode::from(EXIT_BAD_INPUT)
         }
     }
@@ -46,6 +75,32 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Inspect(a) => inspect::run(a),
+        Command::Run(a) => run::run(a),
+        Command::Convert(a) => convert::run(a),
+        Command::Bench(a) => bench::run(a),
+        Command::Plot(a) => plot::run(a),
         Command::Verify(args) => verify::run(args),
+        Command::Data(args) => data::run(args),
+        Command::Compile(a) => compile::run(a),
     }
+}
+
+/// Joins an error's context chain with ": ", skipping a cause whose text the previous
+/// message already contains (typed errors often print their source inline).
+pub fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    let mut last = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !last.is_empty() && last.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+        last = text;
+    }
+    out
 }

@@ -259,3 +259,90 @@ pub fn run_and_compare(
     let outputs = engine.run([(input_name, reference.input.clone())])?;
     compare_layers(engine.net(), &outputs, reference, rel_tol)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::{InputSpec, Layer, Op};
+    use crate::ops::activation::ReluParams;
+
+    /// A net with Caffe's in-place ReLU resolved to a distinct IR blob.
+    fn relu_net() -> Net {
+        let mut relu = Layer::new(
+            "relu",
+            Op::Relu(ReluParams::default()),
+            vec!["data".into()],
+            vec!["data/relu".into()],
+        );
+        relu.caffe_tops = vec!["data".into()];
+        Net {
+            name: "n".into(),
+            inputs: vec![InputSpec {
+                name: "data".into(),
+                shape: vec![1, 4],
+            }],
+            layers: vec![relu],
+            ..Net::default()
+        }
+    }
+
+    fn write(dir: &Path, name: &str, values: &[f32]) {
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+
+    #[test]
+    fn oracle_index_is_loaded_and_compared_per_layer() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "in.f32", &[-1.0, 2.0, -3.0, 4.0]);
+        write(dir.path(), "relu.f32", &[0.0, 2.0, 0.0, 4.0]);
+        let index = r#"{"input": {"blob": "data", "file": "in.f32", "shape": [1, 4]},
+            "layers": [{"layer": "relu", "file": "relu.f32", "shape": [1, 4]}]}"#;
+        std::fs::write(dir.path().join("index.json"), index).unwrap();
+        let reference = load_oracle_forward(dir.path()).unwrap();
+        assert_eq!(reference.input_blob.as_deref(), Some("data"));
+        let diffs = run_and_compare(&relu_net(), &reference, 1e-4, 1).unwrap();
+        assert_eq!(diffs.len(), 1);
+        assert_eq!(
+            (diffs[0].blob.as_str(), diffs[0].max_abs, diffs[0].passed),
+            ("data/relu", 0.0, true)
+        );
+
+        // A reference that disagrees by more than 1e-4 · max(1, 4) fails.
+        write(dir.path(), "relu.f32", &[0.0, 2.0, 0.0, 4.001]);
+        let reference = load_oracle_forward(dir.path()).unwrap();
+        let diffs = run_and_compare(&relu_net(), &reference, 1e-4, 1).unwrap();
+        assert!(!diffs[0].passed && (diffs[0].tolerance - 4.001e-4).abs() < 1e-8);
+    }
+
+    #[test]
+    fn short_files_and_unknown_layers_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "in.f32", &[1.0, 2.0, 3.0]);
+        let index = r#"{"input": {"file": "in.f32", "shape": [1, 4]}, "layers": []}"#;
+        std::fs::write(dir.path().join("index.json"), index).unwrap();
+        let err = load_oracle_forward(dir.path()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CompareError::Size {
+                    expected: 16,
+                    found: 12,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+
+        let reference = Reference {
+            input_blob: None,
+            input: Tensor::zeros(&[1, 4]),
+            layers: vec![("conv9".into(), Tensor::zeros(&[1, 4]))],
+        };
+        let err = run_and_compare(&relu_net(), &reference, 1e-4, 1).unwrap_err();
+        assert!(
+            matches!(err, CompareError::UnknownOutput(ref n) if n == "conv9"),
+            "{err}"
+        );
+    }
+}

@@ -4,7 +4,7 @@
 
 use super::plan::{self, is_source, Action, Plan};
 use super::{ExecError, ExecOptions, LayerHook, LayerTiming, Outputs};
-use crate::ir::{BlobShapes, Net, Op, Tensor};
+use crate::ir::{BlobShapes, Net, Tensor};
 use crate::ops::ctx::Ctx;
 use crate::ops::dispatch::{forward_fused, forward_in_place};
 use crate::ops::OpError;
@@ -46,7 +46,7 @@ impl Engine {
     pub fn with_options(net: &Net, options: ExecOptions) -> Result<Self, ExecError> {
         let mut net = net.clone();
         if let Some(batch) = options.batch {
-            set_batch(&mut net, batch);
+            net.set_batch(batch);
         }
         let shapes = net.infer_shapes().map_err(|source| ExecError::Net {
             net: net.name.clone(),
@@ -343,28 +343,5 @@ impl Engine {
         }
         *self.spare.lock().unwrap_or_else(|e| e.into_inner()) = ctx.take_pool();
         result.map(|()| outputs)
-    }
-}
-
-/// Sets the leading dimension of every fed blob: declared inputs, `Input` layer shapes and
-/// `Data` batch sizes.
-fn set_batch(net: &mut Net, batch: usize) {
-    for i in &mut net.inputs {
-        if let Some(d) = i.shape.first_mut() {
-            *d = batch;
-        }
-    }
-    for l in &mut net.layers {
-        match &mut l.op {
-            Op::Input { shapes } => {
-                for s in shapes {
-                    if let Some(d) = s.first_mut() {
-                        *d = batch;
-                    }
-                }
-            }
-            Op::Data(p) => p.batch_size = batch,
-            _ => {}
-        }
     }
 }

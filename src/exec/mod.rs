@@ -7,6 +7,7 @@
 //! net's outputs (blobs produced but never consumed) or, on request, every blob.
 
 pub mod compare;
+pub mod f16;
 pub mod f32;
 mod plan;
 
@@ -159,3 +160,6 @@ impl Default for ExecOptions {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -73,8 +73,8 @@ impl Filler {
 impl Filler {
     /// Fills a blob of `shape` as Caffe's `Filler::Fill` does (`filler.hpp`), drawing from
     /// `rng` so that a seeded generator gives reproducible weights. Fan sizes follow Caffe:
-    /// fan-in = count / shape[0], fan-out = count / shape[1] (count for a 1-D blob).
-    /// `positive_unitball` normalises each of the shape[0] rows to sum 1. Degenerate
+    /// fan-in = count / `shape[0]`, fan-out = count / `shape[1]` (count for a 1-D blob).
+    /// `positive_unitball` normalises each of the `shape[0]` rows to sum 1. Degenerate
     /// parameters (std ≤ 0, max ≤ min) give the mean or min, as the limit of the
     /// distribution.
     pub fn fill<R: rand::Rng + ?Sized>(&self, shape: &[usize], rng: &mut R) -> super::Tensor {

@@ -278,6 +278,30 @@ impl Net {
         Ok(())
     }
 
+    /// Sets the leading (batch) dimension of every fed blob: declared inputs, `Input` layer
+    /// shapes and `Data` batch sizes. Caffe nets declare a batch (1 for age, 10 for gender in
+    /// the original deploy files); engines run whatever batch they are given.
+    pub fn set_batch(&mut self, batch: usize) {
+        for i in &mut self.inputs {
+            if let Some(d) = i.shape.first_mut() {
+                *d = batch;
+            }
+        }
+        for l in &mut self.layers {
+            match &mut l.op {
+                Op::Input { shapes } => {
+                    for s in shapes {
+                        if let Some(d) = s.first_mut() {
+                            *d = batch;
+                        }
+                    }
+                }
+                Op::Data(p) => p.batch_size = batch,
+                _ => {}
+            }
+        }
+    }
+
     /// Total number of learned values.
     pub fn param_count(&self) -> usize {
         self.layers

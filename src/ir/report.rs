@@ -137,7 +137,7 @@ impl fmt::Display for NetReport {
         }
         writeln!(
             f,
-            "{:<16} {:<14} {:<24} {:<18} {:>11} {:>12}",
+            "{:<16} {:<14} {:<28} {:<18} {:>11} {:>12}",
             "layer", "type", "parameters", "output", "params", "FLOPs"
         )?;
         for l in &self.layers {
@@ -149,7 +149,7 @@ impl fmt::Display for NetReport {
                 .join(", ");
             writeln!(
                 f,
-                "{:<16} {:<14} {:<24} {:<18} {:>11} {:>12}",
+                "{:<16} {:<14} {:<28} {:<18} {:>11} {:>12}",
                 l.name,
                 l.kind,
                 l.summary,

@@ -113,3 +113,155 @@ impl PReluParams {
         Ok(())
     }
 }
+
+// ---- backward (training) ----
+
+use rayon::prelude::*;
+
+/// Elements per rayon task in the element-wise backward passes.
+const GRAD_CHUNK: usize = 1 << 14;
+
+/// Checks that a diff and the data it pairs with have one shape.
+pub fn expect_same_len(what: &str, diff: &Tensor, data: &Tensor) -> OpResult<()> {
+    if diff.shape != data.shape {
+        return Err(OpError::new(format!(
+            "{what}: top diff shape {:?} differs from the data's {:?}",
+            diff.shape, data.shape
+        )));
+    }
+    Ok(())
+}
+
+/// `dx[i] = dy[i] · f(y_or_x[i])` in parallel chunks.
+fn map_diff(top_diff: &Tensor, data: &Tensor, f: impl Fn(f32) -> f32 + Sync) -> Tensor {
+    let mut dx = Tensor::zeros(&top_diff.shape);
+    dx.data
+        .par_chunks_mut(GRAD_CHUNK)
+        .zip(top_diff.data.par_chunks(GRAD_CHUNK))
+        .zip(data.data.par_chunks(GRAD_CHUNK))
+        .for_each(|((dx, dy), v)| {
+            for ((dx, &dy), &v) in dx.iter_mut().zip(dy).zip(v) {
+                *dx = dy * f(v);
+            }
+        });
+    dx
+}
+
+impl ReluParams {
+    /// Backward (Caffe `ReLULayer::Backward_cpu`):
+    /// `dx = dy · ((x > 0) + negative_slope · (x ≤ 0))`. Caffe runs ReLU in place, so its
+    /// `x` is really the top; the sign pattern is the same for a non-negative slope, so
+    /// either the bottom or the top may be passed.
+    pub fn backward(&self, top_diff: &Tensor, x: &Tensor) -> OpResult<Tensor> {
+        expect_same_len("ReLU", top_diff, x)?;
+        let s = self.negative_slope;
+        Ok(map_diff(top_diff, x, |v| if v > 0.0 { 1.0 } else { s }))
+    }
+}
+
+/// Sigmoid backward (Caffe `SigmoidLayer`): `dx = dy · y · (1 − y)` from the top `y`.
+pub fn sigmoid_backward(top_diff: &Tensor, top: &Tensor) -> OpResult<Tensor> {
+    expect_same_len("Sigmoid", top_diff, top)?;
+    Ok(map_diff(top_diff, top, |y| y * (1.0 - y)))
+}
+
+/// TanH backward (Caffe `TanHLayer`): `dx = dy · (1 − y²)` from the top `y`.
+pub fn tanh_backward(top_diff: &Tensor, top: &Tensor) -> OpResult<Tensor> {
+    expect_same_len("TanH", top_diff, top)?;
+    Ok(map_diff(top_diff, top, |y| 1.0 - y * y))
+}
+
+impl PReluParams {
+    /// Backward (Caffe `PReLULayer::Backward_cpu`) from the bottom `x` and the slopes `a`:
+    /// `da_c += Σ dy · x · (x ≤ 0)` over the batch and space (all channels when shared),
+    /// accumulated into `slope_diff` when given; `dx = dy · (x > 0 ? 1 : a_c)`.
+    pub fn backward(
+        &self,
+        top_diff: &Tensor,
+        x: &Tensor,
+        slopes: &Tensor,
+        slope_diff: Option<&mut Tensor>,
+    ) -> OpResult<Tensor> {
+        expect_same_len("PReLU", top_diff, x)?;
+        let channels = if x.shape.len() > 1 { x.shape[1] } else { 1 };
+        let inner = x.count_from(2);
+        let want = if self.channel_shared { 1 } else { channels };
+        if slopes.len() != want {
+            return Err(OpError::new(format!(
+                "PReLU has {} slopes, expected {want}",
+                slopes.len()
+            )));
+        }
+        let slope_of = |c: usize| slopes.data[if self.channel_shared { 0 } else { c }];
+        if let Some(sd) = slope_diff {
+            if sd.len() != want {
+                return Err(OpError::new("PReLU slope diff has the wrong size"));
+            }
+            for (i, (dy, x)) in top_diff
+                .data
+                .chunks(inner.max(1))
+                .zip(x.data.chunks(inner.max(1)))
+                .enumerate()
+            {
+                let c = if self.channel_shared { 0 } else { i % channels };
+                let s: f32 = dy
+                    .iter()
+                    .zip(x)
+                    .filter(|(_, &x)| x <= 0.0)
+                    .map(|(&dy, &x)| dy * x)
+                    .sum();
+                sd.data[c] += s;
+            }
+        }
+        let mut dx = Tensor::zeros(&x.shape);
+        for (i, ((dx, dy), x)) in dx
+            .data
+            .chunks_mut(inner.max(1))
+            .zip(top_diff.data.chunks(inner.max(1)))
+            .zip(x.data.chunks(inner.max(1)))
+            .enumerate()
+        {
+            let a = slope_of(i % channels);
+            for ((dx, &dy), &x) in dx.iter_mut().zip(dy).zip(x) {
+                *dx = if x > 0.0 { dy } else { dy * a };
+            }
+        }
+        Ok(dx)
+    }
+}
+
+#[cfg(test)]
+mod backward_tests {
+    use super::*;
+
+    fn t(v: &[f32]) -> Tensor {
+        Tensor::from_vec(&[1, v.len(), 1, 1], v.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn relu_sigmoid_tanh_prelu_match_their_derivatives() {
+        let x = t(&[-2.0, -0.5, 0.0, 0.5, 3.0]);
+        let dy = t(&[1.0, 2.0, 3.0, 4.0, 5.0]);
+        let r = ReluParams {
+            negative_slope: 0.1,
+        }
+        .backward(&dy, &x)
+        .unwrap();
+        assert_eq!(r.data, vec![0.1, 0.2, 0.3, 4.0, 5.0]);
+        // y = 0.5 → y(1 − y) = 0.25; tanh y = 0.5 → 1 − 0.25.
+        let y = t(&[0.5]);
+        assert_eq!(sigmoid_backward(&t(&[2.0]), &y).unwrap().data, vec![0.5]);
+        assert_eq!(tanh_backward(&t(&[2.0]), &y).unwrap().data, vec![1.5]);
+        // PReLU over 2 channels of 2 values: slopes 0.25 and 0.5.
+        let x = Tensor::from_vec(&[1, 2, 2], vec![-1.0, 2.0, -4.0, 0.0]).unwrap();
+        let dy = Tensor::from_vec(&[1, 2, 2], vec![1.0, 1.0, 2.0, 3.0]).unwrap();
+        let a = Tensor::from_vec(&[2], vec![0.25, 0.5]).unwrap();
+        let mut da = Tensor::zeros(&[2]);
+        let p = PReluParams::default();
+        let dx = p.backward(&dy, &x, &a, Some(&mut da)).unwrap();
+        assert_eq!(dx.data, vec![0.25, 1.0, 1.0, 1.5]);
+        // da0 = 1·(−1) = −1; da1 = 2·(−4) + 3·0 = −8.
+        assert_eq!(da.data, vec![-1.0, -8.0]);
+        assert!(ReluParams::default().backward(&t(&[1.0]), &x).is_err());
+    }
+}

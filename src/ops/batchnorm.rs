@@ -256,3 +256,132 @@ impl ScaleParams {
         Ok(())
     }
 }
+
+// ---- backward (training) ----
+
+impl BatchNormParams {
+    /// Backward (Caffe `BatchNormLayer::Backward_cpu`) from the normalised top `y` and the
+    /// variance the forward used (the batch's, or the stored one already divided by the
+    /// factor). With global statistics `dx = dy / √(var + eps)`; with batch statistics
+    /// `dx = (dy − mean(dy) − mean(dy · y) · y) / √(var + eps)`, means per channel over
+    /// N and space. The statistics blobs get no gradient (Caffe fixes their lr_mult at 0).
+    pub fn backward(
+        &self,
+        top_diff: &Tensor,
+        top: &Tensor,
+        var: &[f32],
+        global: bool,
+    ) -> OpResult<Tensor> {
+        if top_diff.shape != top.shape || top.shape.len() < 2 {
+            return Err(OpError::new("top diff and top shapes differ"));
+        }
+        let channels = top.shape[1];
+        if var.len() != channels {
+            return Err(OpError::new(format!(
+                "{} variances for {channels} channels",
+                var.len()
+            )));
+        }
+        let inner = top.count_from(2).max(1);
+        let inv_std: Vec<f32> = var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect();
+        let mut dx = top_diff.clone();
+        if !global {
+            let count = (top.len() / channels.max(1)).max(1) as f64;
+            let mut mean_dy = vec![0.0f64; channels];
+            let mut mean_dyy = vec![0.0f64; channels];
+            for (i, (g, y)) in top_diff
+                .data
+                .chunks(inner)
+                .zip(top.data.chunks(inner))
+                .enumerate()
+            {
+                let c = i % channels;
+                for (&g, &y) in g.iter().zip(y) {
+                    mean_dy[c] += f64::from(g);
+                    mean_dyy[c] += f64::from(g) * f64::from(y);
+                }
+            }
+            for (i, (d, y)) in dx
+                .data
+                .chunks_mut(inner)
+                .zip(top.data.chunks(inner))
+                .enumerate()
+            {
+                let c = i % channels;
+                let (a, b) = ((mean_dy[c] / count) as f32, (mean_dyy[c] / count) as f32);
+                for (d, &y) in d.iter_mut().zip(y) {
+                    *d = *d - a - b * y;
+                }
+            }
+        }
+        for (i, d) in dx.data.chunks_mut(inner).enumerate() {
+            let s = inv_std[i % channels];
+            d.iter_mut().for_each(|v| *v *= s);
+        }
+        Ok(dx)
+    }
+}
+
+impl ScaleParams {
+    /// Backward (Caffe `ScaleLayer::Backward_cpu`) from the bottom `x` and γ (the first
+    /// blob, or the second bottom): `dγ_s += Σ dy · x` and `dβ_s += Σ dy` over the other
+    /// axes (into `param_diffs` when non-empty; in the two-bottom form the γ diff is
+    /// returned as a bottom diff instead), and `dx = dy · γ_s` when `need_bottom`.
+    pub fn backward(
+        &self,
+        top_diff: &Tensor,
+        x: &Tensor,
+        gamma: &Tensor,
+        gamma_is_bottom: bool,
+        param_diffs: &mut [Tensor],
+        need_bottom: bool,
+    ) -> OpResult<(Option<Tensor>, Option<Tensor>)> {
+        let axes = self.axes(x.shape.len())?;
+        let dim: usize = x.shape[axes.clone()].iter().product();
+        let inner: usize = x.shape[axes.end..].iter().product::<usize>().max(1);
+        if top_diff.shape != x.shape || gamma.len() != dim {
+            return Err(OpError::new(
+                "Scale: top diff, bottom and scale sizes do not fit",
+            ));
+        }
+        let mut dgamma = vec![0.0f32; dim];
+        let mut dbeta = vec![0.0f32; dim];
+        for (i, (g, x)) in top_diff
+            .data
+            .chunks(inner)
+            .zip(x.data.chunks(inner))
+            .enumerate()
+        {
+            let s = i % dim;
+            dgamma[s] += g.iter().zip(x).map(|(g, x)| g * x).sum::<f32>();
+            dbeta[s] += g.iter().sum::<f32>();
+        }
+        let mut gamma_bottom_diff = None;
+        let beta_index = if gamma_is_bottom {
+            gamma_bottom_diff = Some(Tensor {
+                shape: gamma.shape.clone(),
+                data: dgamma,
+            });
+            0
+        } else {
+            if let Some(d) = param_diffs.first_mut() {
+                d.data.iter_mut().zip(&dgamma).for_each(|(a, b)| *a += b);
+            }
+            1
+        };
+        if self.bias_term {
+            if let Some(d) = param_diffs.get_mut(beta_index) {
+                d.data.iter_mut().zip(&dbeta).for_each(|(a, b)| *a += b);
+            }
+        }
+        let dx = need_bottom.then(|| {
+            let mut dx = top_diff.clone();
+            for (i, d) in dx.data.chunks_mut(inner).enumerate() {
+                let g = gamma.data[i % dim];
+                d.iter_mut().for_each(|v| *v *= g);
+            }
+            dx
+        });
+        Ok((dx, gamma_bottom_diff))
+    }
+}

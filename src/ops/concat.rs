@@ -62,3 +62,39 @@ impl ConcatParams {
         Ok(y)
     }
 }
+
+// ---- backward (training) ----
+
+impl ConcatParams {
+    /// Backward (Caffe `ConcatLayer::Backward_cpu`): the top diff is cut back into the
+    /// bottoms' slices along `axis`.
+    pub fn backward(
+        &self,
+        top_diff: &Tensor,
+        bottom_shapes: &[Vec<usize>],
+    ) -> OpResult<Vec<Tensor>> {
+        let out = self.output_shapes(bottom_shapes)?.remove(0);
+        if top_diff.shape != out {
+            return Err(OpError::new(
+                "top diff shape differs from the concatenation",
+            ));
+        }
+        let a = canonical_axis(self.axis, out.len())?;
+        let outer: usize = out[..a].iter().product();
+        let inner: usize = out[a + 1..].iter().product();
+        let top_block = out[a] * inner;
+        let mut offset = 0;
+        let mut diffs = Vec::with_capacity(bottom_shapes.len());
+        for s in bottom_shapes {
+            let block = s[a] * inner;
+            let mut d = Tensor::zeros(s);
+            for o in 0..outer {
+                d.data[o * block..][..block]
+                    .copy_from_slice(&top_diff.data[o * top_block + offset..][..block]);
+            }
+            offset += block;
+            diffs.push(d);
+        }
+        Ok(diffs)
+    }
+}

@@ -51,3 +51,21 @@ impl DropoutParams {
         Ok(())
     }
 }
+
+// ---- backward (training) ----
+
+impl DropoutParams {
+    /// Backward (Caffe `DropoutLayer::Backward_cpu`): in TRAIN `dx = dy · mask`, with the
+    /// scaled mask the forward saved (0 or `1 / (1 − ratio)` per element); in TEST (no
+    /// mask) the identity.
+    pub fn backward(&self, top_diff: &Tensor, mask: Option<&Tensor>) -> OpResult<Tensor> {
+        let mut dx = top_diff.clone();
+        if let Some(m) = mask {
+            if m.len() != dx.len() {
+                return Err(OpError::new("dropout mask size differs from the top diff"));
+            }
+            dx.data.iter_mut().zip(&m.data).for_each(|(d, m)| *d *= m);
+        }
+        Ok(dx)
+    }
+}

@@ -100,3 +100,59 @@ impl EltwiseParams {
         Ok(y)
     }
 }
+
+// ---- backward (training) ----
+
+impl EltwiseParams {
+    /// Backward (Caffe `EltwiseLayer::Backward_cpu`). SUM: `dx_i = coeff_i · dy`. PROD
+    /// (Caffe's default stable gradient): `dx_i = dy · Π_{j≠i} x_j`. MAX: `dy` goes to the
+    /// bottom Caffe's forward marked as the maximum: bottom 1 unless bottom 0 is strictly
+    /// greater, then a later bottom only when strictly greater than the running maximum.
+    pub fn backward(&self, top_diff: &Tensor, bottoms: &[&Tensor]) -> OpResult<Vec<Tensor>> {
+        let shapes: Vec<Vec<usize>> = bottoms.iter().map(|b| b.shape.clone()).collect();
+        let out = self.output_shapes(&shapes)?.remove(0);
+        if top_diff.shape != out {
+            return Err(OpError::new("top diff shape differs from the bottoms'"));
+        }
+        let n = top_diff.len();
+        let mut diffs: Vec<Tensor> = shapes.iter().map(|s| Tensor::zeros(s)).collect();
+        match self.op {
+            EltwiseOp::Sum => {
+                for (i, d) in diffs.iter_mut().enumerate() {
+                    let c = self.coeff(i);
+                    d.data
+                        .iter_mut()
+                        .zip(&top_diff.data)
+                        .for_each(|(d, g)| *d = c * g);
+                }
+            }
+            EltwiseOp::Prod => {
+                for (i, d) in diffs.iter_mut().enumerate() {
+                    for (k, v) in d.data.iter_mut().enumerate() {
+                        let others: f32 = bottoms
+                            .iter()
+                            .enumerate()
+                            .filter(|(j, _)| *j != i)
+                            .map(|(_, b)| b.data[k])
+                            .product();
+                        *v = top_diff.data[k] * others;
+                    }
+                }
+            }
+            EltwiseOp::Max => {
+                for k in 0..n {
+                    let (a, b) = (bottoms[0].data[k], bottoms[1].data[k]);
+                    let (mut best, mut at) = if a > b { (a, 0) } else { (b, 1) };
+                    for (j, x) in bottoms.iter().enumerate().skip(2) {
+                        if x.data[k] > best {
+                            best = x.data[k];
+                            at = j;
+                        }
+                    }
+                    diffs[at].data[k] = top_diff.data[k];
+                }
+            }
+        }
+        Ok(diffs)
+    }
+}

@@ -194,3 +194,160 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     }
     sum
 }
+
+// ---- backward (training) ----
+
+impl InnerProductParams {
+    /// Backward (Caffe `InnerProductLayer::Backward_cpu`) with x as M×K, dY as M×N:
+    /// `dW += dYᵀ · x` (or `xᵀ · dY` when `transpose`, W being K×N), `db += Σ_rows dY`,
+    /// and, when `need_bottom`, `dx = dY · W` (or `dY · Wᵀ`). Parameter diffs accumulate,
+    /// as in Caffe; an empty `param_diffs` skips them.
+    pub fn backward(
+        &self,
+        x: &Tensor,
+        top_diff: &Tensor,
+        blobs: &[Tensor],
+        param_diffs: &mut [Tensor],
+        need_bottom: bool,
+        threads: usize,
+    ) -> OpResult<Option<Tensor>> {
+        let (m, k) = self.m_k(&x.shape)?;
+        let n = self.num_output;
+        if top_diff.len() != m * n {
+            return Err(OpError::new(format!(
+                "top diff has {} values, expected {m}×{n}",
+                top_diff.len()
+            )));
+        }
+        expect_blob_len(blobs, 0, n * k, "weights")?;
+        let w = &blobs[0].data;
+        let dy = &top_diff.data;
+        if let Some(wd) = param_diffs.first_mut() {
+            if wd.len() != n * k {
+                return Err(OpError::new("weight diff has the wrong size"));
+            }
+            if self.transpose {
+                sgemm(
+                    k,
+                    n,
+                    m,
+                    MatRef::transposed(&x.data, k),
+                    MatRef::row_major(dy, n),
+                    &mut wd.data,
+                    n,
+                    true,
+                    threads,
+                );
+            } else {
+                sgemm(
+                    n,
+                    k,
+                    m,
+                    MatRef::transposed(dy, n),
+                    MatRef::row_major(&x.data, k),
+                    &mut wd.data,
+                    k,
+                    true,
+                    threads,
+                );
+            }
+        }
+        if self.bias_term {
+            if let Some(bd) = param_diffs.get_mut(1) {
+                if bd.len() != n {
+                    return Err(OpError::new("bias diff has the wrong size"));
+                }
+                for row in dy.chunks(n) {
+                    bd.data.iter_mut().zip(row).for_each(|(b, g)| *b += g);
+                }
+            }
+        }
+        if !need_bottom {
+            return Ok(None);
+        }
+        let mut dx = Tensor::zeros(&x.shape);
+        let weights = if self.transpose {
+            MatRef::transposed(w, n)
+        } else {
+            MatRef::row_major(w, k)
+        };
+        sgemm(
+            m,
+            k,
+            n,
+            MatRef::row_major(dy, n),
+            weights,
+            &mut dx.data,
+            k,
+            false,
+            threads,
+        );
+        Ok(Some(dx))
+    }
+}
+
+#[cfg(test)]
+mod backward_tests {
+    use super::*;
+    use crate::ops::ctx::Ctx;
+    use crate::train::gradcheck::{check, uniform};
+
+    #[test]
+    fn inner_product_gradients_pass_the_finite_difference_check() {
+        for transpose in [false, true] {
+            let p = InnerProductParams {
+                num_output: 3,
+                transpose,
+                ..Default::default()
+            };
+            let xs = [2, 2, 2, 2]; // M = 2, K = 8
+            let ws = if transpose { vec![8, 3] } else { vec![3, 8] };
+            let inputs = vec![
+                uniform(16, -1.0, 1.0, 1),
+                uniform(24, -1.0, 1.0, 2),
+                uniform(3, -1.0, 1.0, 3),
+            ];
+            let dy = uniform(6, -1.0, 1.0, 4);
+            let mut fwd = |v: &[Vec<f32>]| {
+                let blobs = [
+                    Tensor::from_vec(&ws, v[1].clone()).unwrap(),
+                    Tensor::from_vec(&[3], v[2].clone()).unwrap(),
+                ];
+                p.forward(
+                    &Tensor::from_vec(&xs, v[0].clone()).unwrap(),
+                    &blobs,
+                    &mut Ctx::default(),
+                    None,
+                )
+                .unwrap()
+                .data
+            };
+            let blobs = [
+                Tensor::from_vec(&ws, inputs[1].clone()).unwrap(),
+                Tensor::from_vec(&[3], inputs[2].clone()).unwrap(),
+            ];
+            let mut diffs = [Tensor::zeros(&ws), Tensor::zeros(&[3])];
+            let dx = p
+                .backward(
+                    &Tensor::from_vec(&xs, inputs[0].clone()).unwrap(),
+                    &Tensor::from_vec(&[2, 3], dy.clone()).unwrap(),
+                    &blobs,
+                    &mut diffs,
+                    true,
+                    1,
+                )
+                .unwrap()
+                .unwrap();
+            let analytic = vec![dx.data, diffs[0].data.clone(), diffs[1].data.clone()];
+            check(
+                "InnerProduct",
+                &inputs,
+                &dy,
+                &analytic,
+                &mut fwd,
+                1e-2,
+                1e-3,
+            );
+        }
+    }
+}

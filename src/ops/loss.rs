@@ -178,3 +178,52 @@ impl AccuracyParams {
         })
     }
 }
+
+// ---- backward (training) ----
+
+impl SoftmaxLossParams {
+    /// Backward (Caffe `SoftmaxWithLossLayer::Backward_cpu`) from the probabilities the
+    /// forward saved: `dx = p − onehot(label)`, 0 for ignored labels, all scaled by
+    /// `loss_weight / normaliser` (the normaliser as in the forward, at least 1).
+    /// Labels get no gradient (Caffe refuses to backpropagate to them).
+    pub fn backward(&self, prob: &Tensor, labels: &Tensor, loss_weight: f32) -> OpResult<Tensor> {
+        let axis = canonical_axis(self.axis, prob.shape.len())?;
+        let outer: usize = prob.shape[..axis].iter().product();
+        let classes = prob.shape[axis];
+        let inner: usize = prob.shape[axis + 1..].iter().product();
+        if labels.len() != outer * inner {
+            return Err(OpError::new(format!(
+                "{} labels for {} predictions",
+                labels.len(),
+                outer * inner
+            )));
+        }
+        let mut dx = prob.clone();
+        let mut valid = 0usize;
+        for o in 0..outer {
+            for i in 0..inner {
+                match class_of(labels, o * inner + i, classes, self.ignore_label)? {
+                    Some(c) => {
+                        dx.data[(o * classes + c) * inner + i] -= 1.0;
+                        valid += 1;
+                    }
+                    None => {
+                        for c in 0..classes {
+                            dx.data[(o * classes + c) * inner + i] = 0.0;
+                        }
+                    }
+                }
+            }
+        }
+        let normalizer = match self.normalization {
+            Normalization::Full => (outer * inner) as f32,
+            Normalization::Valid => valid as f32,
+            Normalization::BatchSize => outer as f32,
+            Normalization::None => 1.0,
+        }
+        .max(1.0);
+        let scale = loss_weight / normalizer;
+        dx.data.iter_mut().for_each(|v| *v *= scale);
+        Ok(dx)
+    }
+}

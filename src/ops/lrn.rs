@@ -177,3 +177,265 @@ impl LrnParams {
             });
     }
 }
+
+// ---- backward (training) ----
+
+use super::pool::{clipped_window, PoolMethod, PoolParams};
+
+impl LrnParams {
+    /// Backward from the bottom `x`, the top `y` and the top diff `dy`.
+    ///
+    /// ACROSS_CHANNELS (Caffe `CrossChannelBackward_cpu`): with the scale
+    /// `s_c = k + α/n · Σ_{window(c)} x²` recomputed from the bottom,
+    /// `dx_c = dy_c · s_c^−β − (2αβ/n) · x_c · Σ_{c' ∈ window(c)} dy_c' · y_c' / s_c'`.
+    ///
+    /// WITHIN_CHANNEL (Caffe's composite of square, AVE pooling with pad (n−1)/2, power
+    /// `(1 + α·avg)^−β` and a product): `dx = dy · s^−β − 2αβ · x · P(dy · y / s)`, where
+    /// `P` is the backward of that AVE pooling (each position spreads its value over its
+    /// window divided by the window's Caffe divisor).
+    pub fn backward(&self, top_diff: &Tensor, bottom: &Tensor, top: &Tensor) -> OpResult<Tensor> {
+        self.output_shapes(std::slice::from_ref(&bottom.shape))?;
+        if top_diff.shape != bottom.shape || top.shape != bottom.shape {
+            return Err(OpError::new(format!(
+                "top diff {:?} and top {:?} must have the bottom's shape {:?}",
+                top_diff.shape, top.shape, bottom.shape
+            )));
+        }
+        let (c, hw) = (bottom.shape[1], bottom.shape[2] * bottom.shape[3]);
+        let image = c * hw;
+        let mut dx = Tensor::zeros(&bottom.shape);
+        if image == 0 {
+            return Ok(dx);
+        }
+        let chunks = dx
+            .data
+            .par_chunks_mut(image)
+            .zip(bottom.data.par_chunks(image))
+            .zip(top.data.par_chunks(image))
+            .zip(top_diff.data.par_chunks(image));
+        match self.region {
+            NormRegion::AcrossChannels => {
+                chunks.for_each(|(((dx, x), y), dy)| self.across_image(dx, x, y, dy, c, hw))
+            }
+            NormRegion::WithinChannel => {
+                let [h, w] = [bottom.shape[2], bottom.shape[3]];
+                chunks.for_each(|(((dx, x), y), dy)| {
+                    for ch in 0..c {
+                        let r = ch * hw..(ch + 1) * hw;
+                        self.within_plane(
+                            &mut dx[r.clone()],
+                            &x[r.clone()],
+                            &y[r.clone()],
+                            &dy[r],
+                            [h, w],
+                        );
+                    }
+                })
+            }
+        }
+        Ok(dx)
+    }
+
+    fn across_image(&self, dx: &mut [f32], x: &[f32], y: &[f32], dy: &[f32], c: usize, hw: usize) {
+        let n = self.local_size;
+        let pre = (n - 1) / 2;
+        let alpha_over_n = self.alpha / n as f32;
+        // Scale, as the forward computes it.
+        let mut scale = vec![self.k; c * hw];
+        for ch in 0..c {
+            let lo = ch.saturating_sub(pre);
+            let hi = (ch + pre + 1).min(c);
+            let s = &mut scale[ch * hw..(ch + 1) * hw];
+            for src in lo..hi {
+                for (s, &v) in s.iter_mut().zip(&x[src * hw..(src + 1) * hw]) {
+                    *s += alpha_over_n * v * v;
+                }
+            }
+        }
+        let ratio: Vec<f32> = dy
+            .iter()
+            .zip(y)
+            .zip(&scale)
+            .map(|((&g, &y), &s)| g * y / s)
+            .collect();
+        let cache = 2.0 * self.alpha * self.beta / n as f32;
+        let mut accum = vec![0.0f32; hw];
+        for ch in 0..c {
+            let lo = ch.saturating_sub(pre);
+            let hi = (ch + pre + 1).min(c);
+            accum.iter_mut().for_each(|a| *a = 0.0);
+            for src in lo..hi {
+                for (a, &r) in accum.iter_mut().zip(&ratio[src * hw..(src + 1) * hw]) {
+                    *a += r;
+                }
+            }
+            let r = ch * hw..(ch + 1) * hw;
+            for ((((d, &g), &s), &v), &a) in dx[r.clone()]
+                .iter_mut()
+                .zip(&dy[r.clone()])
+                .zip(&scale[r.clone()])
+                .zip(&x[r])
+                .zip(&accum)
+            {
+                *d = g * s.powf(-self.beta) - cache * v * a;
+            }
+        }
+    }
+
+    fn within_plane(&self, dx: &mut [f32], x: &[f32], y: &[f32], dy: &[f32], hw: [usize; 2]) {
+        let n = self.local_size;
+        let pool = PoolParams {
+            method: PoolMethod::Ave,
+            kernel: [n, n],
+            stride: [1, 1],
+            pad: [(n - 1) / 2; 2],
+            ..Default::default()
+        };
+        let geo = pool.effective(hw);
+        let w = hw[1];
+        // s = 1 + α · avg(x²) over each output position's window (stride 1: one per pixel).
+        let mut scale = vec![0.0f32; x.len()];
+        let mut divisor = vec![1.0f32; x.len()];
+        for py in 0..hw[0] {
+            for px in 0..w {
+                let (h0, h1, w0, w1, size) = clipped_window(PoolMethod::Ave, (py, px), hw, geo);
+                let mut sum = 0.0f32;
+                for yy in h0..h1 {
+                    sum += x[yy * w + w0..yy * w + w1]
+                        .iter()
+                        .map(|v| v * v)
+                        .sum::<f32>();
+                }
+                scale[py * w + px] = 1.0 + self.alpha * sum / size;
+                divisor[py * w + px] = size;
+            }
+        }
+        let t: Vec<f32> = dy
+            .iter()
+            .zip(y)
+            .zip(&scale)
+            .map(|((&g, &y), &s)| g * y / s)
+            .collect();
+        let mut spread = vec![0.0f32; x.len()];
+        for py in 0..hw[0] {
+            for px in 0..w {
+                let (h0, h1, w0, w1, _) = clipped_window(PoolMethod::Ave, (py, px), hw, geo);
+                let share = t[py * w + px] / divisor[py * w + px];
+                for yy in h0..h1 {
+                    for s in &mut spread[yy * w + w0..yy * w + w1] {
+                        *s += share;
+                    }
+                }
+            }
+        }
+        let cache = 2.0 * self.alpha * self.beta;
+        for ((((d, &g), &s), &v), &p) in dx.iter_mut().zip(dy).zip(&scale).zip(x).zip(&spread) {
+            *d = g * s.powf(-self.beta) - cache * v * p;
+        }
+    }
+}
+
+#[cfg(test)]
+mod backward_tests {
+    use super::*;
+    use crate::train::gradcheck::uniform;
+
+    /// Caffe's LRN forward in f64, straight from the formulas (the reference).
+    fn naive(p: &LrnParams, x: &[f64], [n, c, h, w]: [usize; 4]) -> Vec<f64> {
+        let size = p.local_size;
+        let half = (size - 1) / 2;
+        let (alpha, beta, k) = (p.alpha as f64, p.beta as f64, p.k as f64);
+        let at = |i: usize, ch: usize, y: usize, xx: usize| x[((i * c + ch) * h + y) * w + xx];
+        let mut out = vec![0.0; x.len()];
+        for i in 0..n {
+            for ch in 0..c {
+                for y in 0..h {
+                    for xx in 0..w {
+                        let s = match p.region {
+                            NormRegion::AcrossChannels => {
+                                let sum: f64 = (ch.saturating_sub(half)..(ch + half + 1).min(c))
+                                    .map(|cc| at(i, cc, y, xx).powi(2))
+                                    .sum();
+                                k + alpha / size as f64 * sum
+                            }
+                            NormRegion::WithinChannel => {
+                                // AVE window: start −half, end min(start + size, H + half),
+                                // divisor over that, values clipped to the image.
+                                let (ys, xs) =
+                                    (y as isize - half as isize, xx as isize - half as isize);
+                                let ye = (ys + size as isize).min((h + half) as isize);
+                                let xe = (xs + size as isize).min((w + half) as isize);
+                                let div = ((ye - ys) * (xe - xs)) as f64;
+                                let mut sum = 0.0;
+                                for yy in ys.max(0)..ye.min(h as isize) {
+                                    for xx2 in xs.max(0)..xe.min(w as isize) {
+                                        sum += at(i, ch, yy as usize, xx2 as usize).powi(2);
+                                    }
+                                }
+                                1.0 + alpha * sum / div
+                            }
+                        };
+                        let idx = ((i * c + ch) * h + y) * w + xx;
+                        out[idx] = x[idx] * s.powf(-beta);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn check(p: LrnParams, shape: [usize; 4]) {
+        let len: usize = shape.iter().product();
+        let x = uniform(len, -2.0, 2.0, 11);
+        let dy = uniform(len, -1.0, 1.0, 12);
+        let xd: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+        let y: Vec<f32> = naive(&p, &xd, shape).iter().map(|&v| v as f32).collect();
+        let t = |v: Vec<f32>| Tensor::from_vec(&shape, v).unwrap();
+        let dx = p.backward(&t(dy.clone()), &t(x.clone()), &t(y)).unwrap();
+        let step = 1e-4;
+        for i in 0..len {
+            let mut xp = xd.clone();
+            xp[i] += step;
+            let mut xm = xd.clone();
+            xm[i] -= step;
+            let obj = |v: Vec<f64>| v.iter().zip(&dy).map(|(a, &b)| a * b as f64).sum::<f64>();
+            let numeric = (obj(naive(&p, &xp, shape)) - obj(naive(&p, &xm, shape))) / (2.0 * step);
+            let err = (dx.data[i] as f64 - numeric).abs();
+            assert!(
+                err <= 1e-4 * numeric.abs().max(1.0),
+                "{:?} element {i}: {} vs {numeric}",
+                p.region,
+                dx.data[i]
+            );
+        }
+    }
+
+    #[test]
+    fn across_channels_matches_finite_differences_of_the_f64_formula() {
+        // Large α so the normalisation term matters; 7 channels exercise both edges.
+        check(
+            LrnParams {
+                local_size: 5,
+                alpha: 0.5,
+                beta: 0.75,
+                k: 2.0,
+                region: NormRegion::AcrossChannels,
+            },
+            [2, 7, 3, 2],
+        );
+    }
+
+    #[test]
+    fn within_channel_matches_finite_differences_of_the_f64_formula() {
+        check(
+            LrnParams {
+                local_size: 3,
+                alpha: 0.8,
+                beta: 0.75,
+                k: 1.0,
+                region: NormRegion::WithinChannel,
+            },
+            [1, 2, 4, 5],
+        );
+    }
+}

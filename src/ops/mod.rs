@@ -17,7 +17,9 @@
 //! layers. Operators parallelise with rayon inside the caller's pool.
 
 pub mod activation;
+pub mod backward;
 pub mod batchnorm;
+pub mod col2im;
 pub mod concat;
 pub mod conv;
 pub mod ctx;
@@ -111,4 +113,4 @@ pub fn per_image_parallel(images: usize, threads: usize) -> bool {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

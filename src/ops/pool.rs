@@ -245,3 +245,226 @@ impl PoolParams {
         Ok(y)
     }
 }
+
+// ---- backward (training) ----
+
+/// One pooling window of output (ph, pw), clipped as Caffe clips it: `(h0, h1, w0, w1)`
+/// inside the image, plus the AVE divisor counted over the window clipped to the padded
+/// border only.
+pub(crate) fn clipped_window(
+    method: PoolMethod,
+    (ph, pw): (usize, usize),
+    [h, w]: [usize; 2],
+    (k, s, p): ([usize; 2], [usize; 2], [usize; 2]),
+) -> (usize, usize, usize, usize, f32) {
+    let hs = (ph * s[0]) as isize - p[0] as isize;
+    let ws = (pw * s[1]) as isize - p[1] as isize;
+    let (limit_h, limit_w) = match method {
+        PoolMethod::Max => (h as isize, w as isize),
+        PoolMethod::Ave => ((h + p[0]) as isize, (w + p[1]) as isize),
+    };
+    let he = (hs + k[0] as isize).min(limit_h);
+    let we = (ws + k[1] as isize).min(limit_w);
+    let size = ((he - hs) * (we - ws)) as f32;
+    let clip = |v: isize, hi: usize| v.clamp(0, hi as isize) as usize;
+    (clip(hs, h), clip(he, h), clip(ws, w), clip(we, w), size)
+}
+
+impl PoolParams {
+    /// Backward (Caffe `PoolingLayer::Backward_cpu`). MAX routes each top diff to the
+    /// first maximal bottom element of its window in row-major scan order (strictly
+    /// greater wins, so the first of equal values), recomputed from the bottom exactly as
+    /// Caffe's forward chose it; AVE spreads `dy / pool_size` over the window, with
+    /// Caffe's divisor that counts padding inside `H + pad`.
+    pub fn backward(&self, top_diff: &Tensor, bottom: &Tensor) -> OpResult<Tensor> {
+        let out = self.output_shapes(std::slice::from_ref(&bottom.shape))?;
+        if top_diff.shape != out[0] {
+            return Err(OpError::new(format!(
+                "top diff shape {:?}, expected {:?}",
+                top_diff.shape, out[0]
+            )));
+        }
+        let hw = [bottom.shape[2], bottom.shape[3]];
+        let (oh, ow) = (out[0][2], out[0][3]);
+        let geo = self.effective(hw);
+        let plane = hw[0] * hw[1];
+        let mut dx = Tensor::zeros(&bottom.shape);
+        if plane == 0 || oh * ow == 0 {
+            return Ok(dx);
+        }
+        let method = self.method;
+        dx.data
+            .par_chunks_mut(plane)
+            .zip(bottom.data.par_chunks(plane))
+            .zip(top_diff.data.par_chunks(oh * ow))
+            .for_each(|((dx, x), dy)| {
+                for ph in 0..oh {
+                    for pw in 0..ow {
+                        let g = dy[ph * ow + pw];
+                        let (h0, h1, w0, w1, size) = clipped_window(method, (ph, pw), hw, geo);
+                        match method {
+                            PoolMethod::Max => {
+                                let mut best = -f32::MAX;
+                                let mut at = None;
+                                for y in h0..h1 {
+                                    for (i, &v) in x[y * hw[1]..][w0..w1].iter().enumerate() {
+                                        if v > best {
+                                            best = v;
+                                            at = Some(y * hw[1] + w0 + i);
+                                        }
+                                    }
+                                }
+                                if let Some(i) = at {
+                                    dx[i] += g;
+                                }
+                            }
+                            PoolMethod::Ave => {
+                                let share = g / size;
+                                for y in h0..h1 {
+                                    for d in &mut dx[y * hw[1]..][w0..w1] {
+                                        *d += share;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            });
+        Ok(dx)
+    }
+}
+
+#[cfg(test)]
+mod backward_tests {
+    use super::*;
+
+    #[test]
+    fn max_routes_to_the_first_maximum_and_ave_uses_caffes_divisor() {
+        // 1×1×3×3, kernel 2 stride 1: windows at (0,0),(0,1),(1,0),(1,1).
+        let x = Tensor::from_vec(
+            &[1, 1, 3, 3],
+            vec![1.0, 5.0, 5.0, 2.0, 3.0, 4.0, 9.0, 0.0, 4.0],
+        )
+        .unwrap();
+        let p = PoolParams {
+            kernel: [2, 2],
+            ..Default::default()
+        };
+        let dy = Tensor::from_vec(&[1, 1, 2, 2], vec![1.0, 10.0, 100.0, 1000.0]).unwrap();
+        let dx = p.backward(&dy, &x).unwrap();
+        // Window (0,0) {1,5,2,3} → 5 at (0,1); (0,1) {5,5,3,4} → first 5 at (0,1);
+        // (1,0) {2,3,9,0} → 9 at (2,0); (1,1) {3,4,0,4} → first 4 at (1,2).
+        assert_eq!(
+            dx.data,
+            vec![0.0, 11.0, 0.0, 0.0, 0.0, 1000.0, 100.0, 0.0, 0.0]
+        );
+
+        // AVE 3×3, stride 2, pad 1 on a 3×3 input: output 2×2 (ceil). Window (0,0) spans
+        // rows/cols −1..2 → divisor 9 (padding counts), covering x[0..2, 0..2]; window
+        // (1,1) spans 1..4 clipped to H + pad = 4 → 3·3 = 9, covering x[1..3, 1..3].
+        let p = PoolParams {
+            method: PoolMethod::Ave,
+            kernel: [3, 3],
+            stride: [2, 2],
+            pad: [1, 1],
+            ..Default::default()
+        };
+        let dy = Tensor::from_vec(&[1, 1, 2, 2], vec![9.0, 0.0, 0.0, 18.0]).unwrap();
+        let dx = p.backward(&dy, &Tensor::zeros(&[1, 1, 3, 3])).unwrap();
+        assert_eq!(dx.data, vec![1.0, 1.0, 0.0, 1.0, 3.0, 2.0, 0.0, 2.0, 2.0]);
+        assert!(p.backward(&Tensor::zeros(&[1, 1, 3, 3]), &x).is_err());
+    }
+}
+
+#[cfg(test)]
+mod gradient_checks {
+    use super::*;
+    use crate::train::gradcheck::uniform;
+
+    /// Caffe's pooling forward in f64 from the formulas (the reference).
+    fn naive(p: &PoolParams, x: &[f64], shape: &[usize], out: &[usize]) -> Vec<f64> {
+        let (h, w) = (shape[2], shape[3]);
+        let (k, s, pad) = p.effective([h, w]);
+        let planes = shape[0] * shape[1];
+        let mut y = Vec::new();
+        for pl in 0..planes {
+            for ph in 0..out[2] {
+                for pw in 0..out[3] {
+                    let hs = (ph * s[0]) as isize - pad[0] as isize;
+                    let ws = (pw * s[1]) as isize - pad[1] as isize;
+                    let v = match p.method {
+                        PoolMethod::Max => {
+                            let he = (hs + k[0] as isize).min(h as isize);
+                            let we = (ws + k[1] as isize).min(w as isize);
+                            let mut m = f64::MIN;
+                            for yy in hs.max(0)..he {
+                                for xx in ws.max(0)..we {
+                                    m = m.max(x[pl * h * w + yy as usize * w + xx as usize]);
+                                }
+                            }
+                            m
+                        }
+                        PoolMethod::Ave => {
+                            let he = (hs + k[0] as isize).min((h + pad[0]) as isize);
+                            let we = (ws + k[1] as isize).min((w + pad[1]) as isize);
+                            let div = ((he - hs) * (we - ws)) as f64;
+                            let mut sum = 0.0;
+                            for yy in hs.max(0)..he.min(h as isize) {
+                                for xx in ws.max(0)..we.min(w as isize) {
+                                    sum += x[pl * h * w + yy as usize * w + xx as usize];
+                                }
+                            }
+                            sum / div
+                        }
+                    };
+                    y.push(v);
+                }
+            }
+        }
+        y
+    }
+
+    #[test]
+    fn max_and_ave_with_ceil_and_padding_match_finite_differences() {
+        let shape = vec![2, 2, 5, 6];
+        for method in [PoolMethod::Max, PoolMethod::Ave] {
+            for (kernel, stride, pad) in [(3, 2, 0), (3, 2, 1), (2, 3, 1)] {
+                let p = PoolParams {
+                    method,
+                    kernel: [kernel; 2],
+                    stride: [stride; 2],
+                    pad: [pad; 2],
+                    ..Default::default()
+                };
+                let out = p
+                    .output_shapes(std::slice::from_ref(&shape))
+                    .unwrap()
+                    .remove(0);
+                let len: usize = shape.iter().product();
+                let x = uniform(len, -3.0, 3.0, 5);
+                let dy = uniform(out.iter().product(), -1.0, 1.0, 6);
+                let dx = p
+                    .backward(
+                        &Tensor::from_vec(&out, dy.clone()).unwrap(),
+                        &Tensor::from_vec(&shape, x.clone()).unwrap(),
+                    )
+                    .unwrap();
+                let xd: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+                let obj = |v: Vec<f64>| v.iter().zip(&dy).map(|(a, &b)| a * b as f64).sum::<f64>();
+                for i in 0..len {
+                    let (mut xp, mut xm) = (xd.clone(), xd.clone());
+                    xp[i] += 1e-5;
+                    xm[i] -= 1e-5;
+                    let numeric = (obj(naive(&p, &xp, &shape, &out))
+                        - obj(naive(&p, &xm, &shape, &out)))
+                        / 2e-5;
+                    assert!(
+                        (dx.data[i] as f64 - numeric).abs() < 1e-4,
+                        "{method:?} k{kernel} s{stride} p{pad} element {i}: {} vs {numeric}",
+                        dx.data[i]
+                    );
+                }
+            }
+        }
+    }
+}

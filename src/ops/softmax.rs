@@ -72,3 +72,34 @@ impl SoftmaxParams {
         Ok(y)
     }
 }
+
+// ---- backward (training) ----
+
+impl SoftmaxParams {
+    /// Backward (Caffe `SoftmaxLayer::Backward_cpu`): for every position of the other
+    /// axes, `dx = (dy − Σ_c dy·y) · y`, from the top `y`.
+    pub fn backward(&self, top_diff: &Tensor, top: &Tensor) -> OpResult<Tensor> {
+        let (outer, channels, inner) = self.split(&top.shape)?;
+        if top_diff.shape != top.shape {
+            return Err(super::OpError::new("top diff and top shapes differ"));
+        }
+        let mut dx = Tensor::zeros(&top.shape);
+        let block = channels * inner;
+        for o in 0..outer {
+            let (y, dy) = (
+                &top.data[o * block..][..block],
+                &top_diff.data[o * block..][..block],
+            );
+            let d = &mut dx.data[o * block..][..block];
+            for i in 0..inner {
+                let dot: f32 = (0..channels)
+                    .map(|c| dy[c * inner + i] * y[c * inner + i])
+                    .sum();
+                for c in 0..channels {
+                    d[c * inner + i] = (dy[c * inner + i] - dot) * y[c * inner + i];
+                }
+            }
+        }
+        Ok(dx)
+    }
+}

@@ -58,11 +58,28 @@ where
         write(&mut w).map_err(wrap)?;
         w.flush().map_err(wrap)?;
     }
+    set_final_permissions(tmp.as_file(), path).map_err(wrap)?;
     tmp.as_file().sync_all().map_err(wrap)?;
     tmp.persist(path).map_err(|e| wrap(e.error))?;
     if let Ok(d) = File::open(&dir) {
         let _ = d.sync_all();
     }
+    Ok(())
+}
+
+/// Temporary files are created private (0600); the result should look like any file the
+/// user writes: keep the old file's mode when replacing one, else 0644.
+fn set_final_permissions(tmp: &File, dest: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(dest)
+            .map(|m| m.permissions().mode())
+            .unwrap_or(0o644);
+        tmp.set_permissions(fs::Permissions::from_mode(mode))?;
+    }
+    #[cfg(not(unix))]
+    let _ = (tmp, dest);
     Ok(())
 }
 

@@ -7,7 +7,7 @@ use crate::ops::dispatch;
 /// Caffe's convolution as a direct sum: for output channel m in group g,
 /// `y = b_m + Σ_{c,i,j} w[m][c][i][j] · x[g·C/G + c][y·s − p + i·d][x·s − p + j·d]`,
 /// taps outside the image reading zero.
-fn naive(p: &ConvParams, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Vec<f64> {
+pub(crate) fn naive(p: &ConvParams, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Vec<f64> {
     let (n, c, h, wd) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3]);
     let oh = (h + 2 * p.pad[0] - (p.dilation[0] * (p.kernel[0] - 1) + 1)) / p.stride[0] + 1;
     let ow = (wd + 2 * p.pad[1] - (p.dilation[1] * (p.kernel[1] - 1) + 1)) / p.stride[1] + 1;

@@ -6,7 +6,7 @@ use crate::ops::loss::{AccuracyParams, Normalization, SoftmaxLossParams};
 use crate::ops::softmax::SoftmaxParams;
 
 /// Softmax over `axis` of a tensor viewed as outer × channels × inner, in f64.
-fn naive_softmax(x: &Tensor, axis: usize) -> Vec<f64> {
+pub(crate) fn naive_softmax(x: &Tensor, axis: usize) -> Vec<f64> {
     let outer: usize = x.shape[..axis].iter().product();
     let ch = x.shape[axis];
     let inner: usize = x.shape[axis + 1..].iter().product();

@@ -5,7 +5,12 @@ use crate::ops::dispatch;
 use crate::ops::inner_product::InnerProductParams;
 
 /// `y[m][n] = b[n] + Σ_k x[m][k] · W[n][k]` (W stored `[K, N]` when transposed).
-fn naive(p: &InnerProductParams, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Vec<f64> {
+pub(crate) fn naive(
+    p: &InnerProductParams,
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+) -> Vec<f64> {
     let (m, k) = p.m_k(&x.shape).unwrap();
     let n = p.num_output;
     let mut y = Vec::with_capacity(m * n);

@@ -5,7 +5,7 @@ use crate::ops::lrn::{LrnParams, NormRegion};
 /// ACROSS_CHANNELS: `y = x · (k + α/n · Σ_{c' ∈ [c−⌊n/2⌋, c+⌊n/2⌋] ∩ [0, C)} x²)^−β`.
 /// WITHIN_CHANNEL: `y = x · (1 + α · Σ_window x² / pool_size)^−β` with Caffe's AVE window
 /// (pad ⌊n/2⌋, stride 1, divisor clipped at H + pad only).
-fn naive(p: &LrnParams, x: &Tensor) -> Vec<f64> {
+pub(crate) fn naive(p: &LrnParams, x: &Tensor) -> Vec<f64> {
     let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3]);
     let half = (p.local_size / 2) as i64;
     let at =

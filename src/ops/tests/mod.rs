@@ -1,12 +1,12 @@
 //! Forward tests: every op against a plain f64 implementation written from Caffe's
 //! formulas (in these files, independent of the optimised code), plus hand-computed cases.
 
-mod conv;
+pub(crate) mod conv;
 mod elementwise;
-mod heads;
-mod inner_product;
-mod lrn;
-mod pool;
+pub(crate) mod heads;
+pub(crate) mod inner_product;
+pub(crate) mod lrn;
+pub(crate) mod pool;
 mod structural;
 
 use crate::ir::{Op, Phase, Tensor};
@@ -14,7 +14,7 @@ use crate::ops::ctx::Ctx;
 use crate::ops::dispatch;
 
 /// Deterministic values in [−1, 1) (xorshift), so failures reproduce.
-pub(super) fn values(len: usize, seed: u64) -> Vec<f32> {
+pub(crate) fn values(len: usize, seed: u64) -> Vec<f32> {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..len)
         .map(|_| {
@@ -27,12 +27,12 @@ pub(super) fn values(len: usize, seed: u64) -> Vec<f32> {
 }
 
 /// A tensor of [`values`].
-pub(super) fn tensor(shape: &[usize], seed: u64) -> Tensor {
+pub(crate) fn tensor(shape: &[usize], seed: u64) -> Tensor {
     Tensor::from_vec(shape, values(shape.iter().product(), seed)).unwrap()
 }
 
 /// Asserts `|got − want| ≤ tol · max(1, max|want|)` element-wise, with matching lengths.
-pub(super) fn assert_close(got: &[f32], want: &[f64], tol: f64, what: &str) {
+pub(crate) fn assert_close(got: &[f32], want: &[f64], tol: f64, what: &str) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     let scale = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
@@ -45,12 +45,12 @@ pub(super) fn assert_close(got: &[f32], want: &[f64], tol: f64, what: &str) {
 
 /// Runs one op through the public dispatch with `threads` threads and returns its tops,
 /// checking that their shapes are the op's own shape rule.
-pub(super) fn run(op: &Op, bottoms: &[&Tensor], blobs: &[Tensor], threads: usize) -> Vec<Tensor> {
+pub(crate) fn run(op: &Op, bottoms: &[&Tensor], blobs: &[Tensor], threads: usize) -> Vec<Tensor> {
     run_phase(op, bottoms, blobs, threads, Phase::Test).0
 }
 
 /// [`run`] in a given phase, also returning what the op saved for backward.
-pub(super) fn run_phase(
+pub(crate) fn run_phase(
     op: &Op,
     bottoms: &[&Tensor],
     blobs: &[Tensor],

@@ -5,7 +5,7 @@ use crate::ops::pool::{PoolMethod, PoolParams, RoundMode};
 /// Caffe's `PoolingLayer::Forward_cpu` with signed window starts:
 /// `hstart = ph·s − p`, `hend = min(hstart + k, H + p)`, `pool_size = (hend − hstart)·(…)`,
 /// then both clipped to the image; MAX starts from −FLT_MAX, AVE divides by `pool_size`.
-fn naive(p: &PoolParams, x: &Tensor) -> Vec<f64> {
+pub(crate) fn naive(p: &PoolParams, x: &Tensor) -> Vec<f64> {
     let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2] as i64, x.shape[3] as i64);
     let out = p
         .output_shapes(std::slice::from_ref(&x.shape))

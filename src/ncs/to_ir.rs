@@ -1,0 +1,651 @@
+//! Graph → IR: lifts the stages of a v1 graph back into an [`ir::Net`](crate::ir::Net) with
+//! fp16-exact weights (`WeightPrecision::F16`), so that run, verify and convert work on graph
+//! files.
+//!
+//! Each stage becomes one IR layer named after the stage, its fused post-op a second layer
+//! (`<stage>/relu`, in place in Caffe terms: its Caffe top is the stage name, which is what
+//! the compiler names a fused stage after). The input stage (op 5, record 0) becomes the
+//! net's input. Weights are converted from the device layouts of §5.5 to Caffe's. What the
+//! IR cannot express — TensorFlow SAME padding that is asymmetric, concat/slice views,
+//! deconvolution, ELU — is refused with the stage named.
+
+use super::error::{NcsError, ToIrError};
+use super::graph::Graph;
+use super::layout::{hwck_to_conv, hwck_to_fc, hwk_to_depthwise};
+use super::stage::{BufferRef, Location, PadStyle, StageOp, StageRecord, Xyz};
+use crate::ir::{InputSpec, Layer, Net, Op, Tensor, WeightPrecision};
+use crate::ops::activation::{PReluParams, ReluParams};
+use crate::ops::batchnorm::ScaleParams;
+use crate::ops::conv::ConvParams;
+use crate::ops::eltwise::{EltwiseOp, EltwiseParams};
+use crate::ops::inner_product::InnerProductParams;
+use crate::ops::lrn::{LrnParams, NormRegion};
+use crate::ops::pool::{PoolMethod, PoolParams, RoundMode};
+use crate::ops::reshape::FlattenParams;
+use crate::ops::softmax::SoftmaxParams;
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+/// A tensor the stages exchange: its IR blob name, device dims and IR shape.
+#[derive(Debug, Clone)]
+struct Blob {
+    name: String,
+    dims: Xyz,
+    shape: Vec<usize>,
+}
+
+/// IR shape of a device tensor: 1×1×K tensors produced by FC are 2-D in Caffe.
+fn nchw(d: Xyz) -> Vec<usize> {
+    vec![1, d.z as usize, d.y as usize, d.x as usize]
+}
+
+/// fp16 → f32 (exact), with the F16C instructions when the CPU has them.
+fn widen(h: &[half::f16]) -> Vec<f32> {
+    use half::slice::HalfFloatSliceExt;
+    let mut out = vec![0.0f32; h.len()];
+    h.convert_to_f32_slice(&mut out);
+    out
+}
+
+/// Reads a graph file and converts it; errors name the file and the stage.
+pub fn read_net(path: &Path) -> Result<Net, NcsError> {
+    let g = Graph::read(path)?;
+    graph_to_net(&g).map_err(|source| NcsError::ToIr {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Converts a graph into an IR net with fp16-exact weights.
+pub fn graph_to_net(g: &Graph) -> Result<Net, ToIrError> {
+    let mut b = Lifter {
+        g,
+        blobs: HashMap::new(),
+        layers: Vec::new(),
+        names: HashSet::new(),
+    };
+    let (first, input) = b.input()?;
+    b.names.insert(input.name.clone());
+    let spec = InputSpec {
+        name: input.name.clone(),
+        shape: input.shape.clone(),
+    };
+    b.blobs.insert((Location::INPUT, 0), input);
+    let mut i = first;
+    while i < g.stages.len() {
+        i += b.stage(i)?;
+    }
+    let net = Net {
+        name: g.header.name.clone(),
+        inputs: vec![spec],
+        layers: b.layers,
+        precision: WeightPrecision::F16,
+    };
+    Ok(net)
+}
+
+struct Lifter<'a> {
+    g: &'a Graph,
+    blobs: HashMap<(u16, u32), Blob>,
+    layers: Vec<Layer>,
+    names: HashSet<String>,
+}
+
+fn err(i: usize, s: &StageRecord, msg: impl Into<String>) -> ToIrError {
+    ToIrError {
+        index: i,
+        name: s.name.clone(),
+        op: s.op.toolkit_name().into(),
+        msg: msg.into(),
+    }
+}
+
+impl Lifter<'_> {
+    /// The network input: record 0 when it is an input stage (Caffe graphs), else the dims
+    /// of the first stage that reads location 1 (TensorFlow graphs, named "input").
+    fn input(&self) -> Result<(usize, Blob), ToIrError> {
+        let s0 = &self.g.stages[0];
+        if s0.op == StageOp::None && s0.data.loc() == Location::Input {
+            let blob = Blob {
+                name: s0.name.clone(),
+                dims: s0.input_dims,
+                shape: nchw(s0.input_dims),
+            };
+            return Ok((1, blob));
+        }
+        let Some(s) = self
+            .g
+            .stages
+            .iter()
+            .find(|s| s.data.loc() == Location::Input)
+        else {
+            return Err(err(0, s0, "no stage reads the network input (location 1)"));
+        };
+        let mut dims = s.input_dims;
+        if s.op == StageOp::FullyConnected {
+            // the strides still describe the producer's HWC tensor
+            let c = (s.input_strides.x / 2).max(1);
+            let w = if s.input_strides.y > 0 {
+                s.input_strides.y / s.input_strides.x.max(1)
+            } else {
+                1
+            };
+            let h = s.input_dims.z / (c * w).max(1);
+            if h * w * c == s.input_dims.z {
+                dims = Xyz::new(w, h, c);
+            }
+        }
+        Ok((
+            0,
+            Blob {
+                name: "input".into(),
+                dims,
+                shape: nchw(dims),
+            },
+        ))
+    }
+
+    /// A fresh layer/blob name: the wanted one, or with `#<n>` appended if taken.
+    fn unique(&mut self, want: &str) -> String {
+        let mut name = want.to_string();
+        let mut n = 1;
+        while self.names.contains(&name) {
+            n += 1;
+            name = format!("{want}#{n}");
+        }
+        self.names.insert(name.clone());
+        name
+    }
+
+    fn lookup(
+        &self,
+        i: usize,
+        s: &StageRecord,
+        r: BufferRef,
+        what: &str,
+    ) -> Result<Blob, ToIrError> {
+        self.blobs
+            .get(&(r.location, r.pointer))
+            .cloned()
+            .ok_or_else(|| {
+                err(
+                    i,
+                    s,
+                    format!("its {what} {r} is not a tensor an earlier stage wrote (concat/slice views are not supported)"),
+                )
+            })
+    }
+
+    fn f16s(
+        &self,
+        i: usize,
+        s: &StageRecord,
+        r: BufferRef,
+        n: usize,
+        what: &str,
+    ) -> Result<Vec<half::f16>, ToIrError> {
+        self.g.f16_at(r, n).ok_or_else(|| {
+            err(
+                i,
+                s,
+                format!("its {what} {r} is not {n} fp16 values in the data section"),
+            )
+        })
+    }
+
+    fn f32s(
+        &self,
+        i: usize,
+        s: &StageRecord,
+        r: BufferRef,
+        n: usize,
+        what: &str,
+    ) -> Result<Vec<f32>, ToIrError> {
+        self.g.f32_from_f16_at(r, n).ok_or_else(|| {
+            err(
+                i,
+                s,
+                format!("its {what} {r} is not {n} fp16 values in the data section"),
+            )
+        })
+    }
+
+    fn bias(&self, i: usize, s: &StageRecord, n: usize) -> Result<Option<Tensor>, ToIrError> {
+        if !s.bias.is_used() {
+            return Ok(None);
+        }
+        let v = self.f32s(i, s, s.bias, n, "bias")?;
+        Ok(Tensor::from_vec(&[n], v))
+    }
+
+    /// Padding of a conv/pool stage in Caffe terms (per axis, symmetric).
+    fn caffe_pad(
+        &self,
+        i: usize,
+        s: &StageRecord,
+        kernel: [usize; 2],
+        dilation: [usize; 2],
+    ) -> Result<[usize; 2], ToIrError> {
+        let ins = [s.input_dims.y as usize, s.input_dims.x as usize];
+        let outs = [s.output_dims.y as usize, s.output_dims.x as usize];
+        let strides = [s.stride[1] as usize, s.stride[0] as usize];
+        match s.pad_style {
+            PadStyle::Caffe | PadStyle::None => Ok([s.pad[1] as usize, s.pad[0] as usize]),
+            PadStyle::TfValid => Ok([0, 0]),
+            PadStyle::TfSame => {
+                let mut pad = [0; 2];
+                for a in 0..2 {
+                    let extent = dilation[a] * (kernel[a].max(1) - 1) + 1;
+                    let need = (outs[a].max(1) - 1) * strides[a] + extent;
+                    let total = need.saturating_sub(ins[a]);
+                    if total % 2 == 1 {
+                        return Err(err(
+                            i,
+                            s,
+                            format!("TensorFlow SAME padding of {total} on the {} axis is asymmetric; Caffe padding cannot express it", ["y", "x"][a]),
+                        ));
+                    }
+                    pad[a] = total / 2;
+                }
+                Ok(pad)
+            }
+        }
+    }
+
+    /// Converts stage `i` (and, for a within-channel LRN, the three after it); returns how
+    /// many stages it consumed.
+    fn stage(&mut self, i: usize) -> Result<usize, ToIrError> {
+        let g = self.g;
+        let s = &g.stages[i];
+        if s.op == StageOp::Square {
+            return self.within_channel_lrn(i);
+        }
+        let src = self.lookup(i, s, s.data, "input")?;
+        if s.op != StageOp::FullyConnected
+            && (s.input_dims != src.dims || s.input_strides.x != 2 * s.input_dims.z)
+        {
+            return Err(err(
+                i,
+                s,
+                format!(
+                    "reads {} with x-stride {} but its producer wrote {} (strided views are not supported)",
+                    s.input_dims, s.input_strides.x, src.dims
+                ),
+            ));
+        }
+        if s.output_strides.x != 2 * s.output_dims.z {
+            return Err(err(i, s, "writes into a concatenation (output x-stride ≠ 2·channels), which is not supported"));
+        }
+        let (in_c, out_c) = (s.input_dims.z as usize, s.output_dims.z as usize);
+        let kernel = [s.radix[1].max(0) as usize, s.radix[0].max(0) as usize];
+        let stride = [s.stride[1] as usize, s.stride[0] as usize];
+        let mut bottoms = vec![src.name.clone()];
+        let mut blobs = Vec::new();
+        let op = match s.op {
+            StageOp::None => {
+                // a no-op mid-graph: its output is its input
+                self.blobs
+                    .insert((s.output.location, s.output.pointer), src);
+                return Ok(1);
+            }
+            StageOp::Convolution | StageOp::DepthwiseConvolution => {
+                let dilation = match s.op_params.loc() {
+                    Location::Blob => {
+                        let d = g.i32_at(s.op_params, 1).and_then(|v| v.first().copied());
+                        match d {
+                            Some(d) if d >= 1 => d as usize,
+                            _ => {
+                                return Err(err(i, s, "dilation parameter is not a positive int32"))
+                            }
+                        }
+                    }
+                    _ => 1,
+                };
+                let pad = self.caffe_pad(i, s, kernel, [dilation; 2])?;
+                let depthwise = s.op == StageOp::DepthwiseConvolution;
+                if depthwise && (in_c == 0 || out_c % in_c != 0) {
+                    return Err(err(
+                        i,
+                        s,
+                        "depthwise output channels are not a multiple of the input channels",
+                    ));
+                }
+                let (kh, kw) = (kernel[0], kernel[1]);
+                let w = if depthwise {
+                    let t = self.f16s(i, s, s.taps, kh * kw * out_c, "taps")?;
+                    Tensor::from_vec(
+                        &[out_c, 1, kh, kw],
+                        widen(&hwk_to_depthwise(&t, out_c, kh, kw)),
+                    )
+                } else {
+                    let t = self.f16s(i, s, s.taps, kh * kw * in_c * out_c, "taps")?;
+                    Tensor::from_vec(
+                        &[out_c, in_c, kh, kw],
+                        widen(&hwck_to_conv(&t, out_c, in_c, kh, kw)),
+                    )
+                };
+                blobs.extend(w);
+                let bias = self.bias(i, s, out_c)?;
+                let bias_term = bias.is_some();
+                blobs.extend(bias);
+                Op::Convolution(ConvParams {
+                    num_output: out_c,
+                    kernel,
+                    stride,
+                    pad,
+                    dilation: [dilation; 2],
+                    group: if depthwise { in_c } else { 1 },
+                    bias_term,
+                    ..ConvParams::default()
+                })
+            }
+            StageOp::FullyConnected => {
+                let n = src.dims.volume() as usize;
+                if s.input_dims.z as usize != n {
+                    return Err(err(
+                        i,
+                        s,
+                        format!(
+                            "reads {} values but its producer wrote {}",
+                            s.input_dims.z, src.dims
+                        ),
+                    ));
+                }
+                let (w, h, c) = (
+                    src.dims.x as usize,
+                    src.dims.y as usize,
+                    src.dims.z as usize,
+                );
+                let t = self.f16s(i, s, s.taps, n * out_c, "taps")?;
+                // a 2-D producer blob is already flat: the layout is then the identity
+                let flat = src.shape.len() == 2;
+                let (c, h, w) = if flat { (n, 1, 1) } else { (c, h, w) };
+                blobs.extend(Tensor::from_vec(
+                    &[out_c, n],
+                    widen(&hwck_to_fc(&t, out_c, c, h, w)),
+                ));
+                let bias = self.bias(i, s, out_c)?;
+                let bias_term = bias.is_some();
+                blobs.extend(bias);
+                Op::InnerProduct(InnerProductParams {
+                    num_output: out_c,
+                    bias_term,
+                    ..InnerProductParams::default()
+                })
+            }
+            StageOp::MaxPooling | StageOp::AveragePooling => {
+                let method = if s.op == StageOp::MaxPooling {
+                    PoolMethod::Max
+                } else {
+                    PoolMethod::Ave
+                };
+                let pad = self.caffe_pad(i, s, kernel, [1, 1])?;
+                if method == PoolMethod::Ave && s.pad_style == PadStyle::TfSame && pad != [0, 0] {
+                    return Err(err(i, s, "TensorFlow SAME average pooling excludes padding from the divisor; Caffe AVE includes it"));
+                }
+                // the compiler writes tapDimX = 0 for Caffe global pooling (no kernel_size)
+                let global = s.taps_dims.x == 0
+                    && kernel == [s.input_dims.y as usize, s.input_dims.x as usize]
+                    && pad == [0, 0];
+                let want = [s.output_dims.y as usize, s.output_dims.x as usize];
+                let dims_for = |round| -> Option<[usize; 2]> {
+                    let a = PoolParams::out_dim(
+                        s.input_dims.y as usize,
+                        kernel[0],
+                        stride[0].max(1),
+                        pad[0],
+                        round,
+                    )
+                    .ok()?;
+                    let b = PoolParams::out_dim(
+                        s.input_dims.x as usize,
+                        kernel[1],
+                        stride[1].max(1),
+                        pad[1],
+                        round,
+                    )
+                    .ok()?;
+                    Some([a, b])
+                };
+                let round = if global || dims_for(RoundMode::Ceil) == Some(want) {
+                    RoundMode::Ceil
+                } else if dims_for(RoundMode::Floor) == Some(want) {
+                    RoundMode::Floor
+                } else {
+                    return Err(err(
+                        i,
+                        s,
+                        format!(
+                            "output {} matches neither Caffe's ceil nor floor pooling size",
+                            s.output_dims
+                        ),
+                    ));
+                };
+                Op::Pooling(PoolParams {
+                    method,
+                    kernel,
+                    stride,
+                    pad,
+                    global,
+                    round,
+                })
+            }
+            StageOp::Lrn => {
+                let p = self.f32s(i, s, s.bias, 3, "LRN parameters")?;
+                Op::Lrn(LrnParams {
+                    local_size: s.radix[0].max(0) as usize,
+                    k: p[0],
+                    alpha: p[1],
+                    beta: p[2],
+                    region: NormRegion::AcrossChannels,
+                })
+            }
+            StageOp::SoftMax => {
+                let axis = match s.op_params.loc() {
+                    Location::Blob => g
+                        .i32_at(s.op_params, 1)
+                        .and_then(|v| v.first().copied())
+                        .ok_or_else(|| err(i, s, "softmax axis is not an int32"))?,
+                    _ => 1,
+                };
+                Op::Softmax(SoftmaxParams { axis })
+            }
+            StageOp::EltwiseSum | StageOp::EltwiseProd | StageOp::EltwiseMax => {
+                for (r, what) in [(s.taps, "second operand"), (s.bias, "third operand")] {
+                    if r.is_used() {
+                        let b = self.lookup(i, s, r, what)?;
+                        if b.dims != src.dims {
+                            return Err(err(
+                                i,
+                                s,
+                                format!("{what} {r} is {}, the first is {}", b.dims, src.dims),
+                            ));
+                        }
+                        bottoms.push(b.name);
+                    }
+                }
+                let op = match s.op {
+                    StageOp::EltwiseSum => EltwiseOp::Sum,
+                    StageOp::EltwiseProd => EltwiseOp::Prod,
+                    _ => EltwiseOp::Max,
+                };
+                Op::Eltwise(EltwiseParams {
+                    op,
+                    coeffs: Vec::new(),
+                })
+            }
+            StageOp::Scale => {
+                let m = self.f32s(i, s, s.taps, out_c, "multipliers")?;
+                blobs.extend(Tensor::from_vec(&[out_c], m));
+                let bias = self.bias(i, s, out_c)?;
+                let bias_term = bias.is_some();
+                blobs.extend(bias);
+                Op::Scale(ScaleParams {
+                    bias_term,
+                    ..ScaleParams::default()
+                })
+            }
+            StageOp::PRelu => {
+                let v = self.f32s(i, s, s.bias, in_c, "slopes")?;
+                blobs.extend(Tensor::from_vec(&[in_c], v));
+                Op::PRelu(PReluParams::default())
+            }
+            StageOp::Relu => Op::Relu(ReluParams::default()),
+            StageOp::LeakyRelu => Op::Relu(ReluParams {
+                negative_slope: s.post_param_f32(),
+            }),
+            StageOp::Sigmoid => Op::Sigmoid,
+            StageOp::TanH => Op::TanH,
+            StageOp::ToPlaneMajor => Op::Flatten(FlattenParams::default()),
+            other => {
+                return Err(err(
+                    i,
+                    s,
+                    format!("op {} has no IR equivalent", other.toolkit_name()),
+                ))
+            }
+        };
+        let name = self.unique(&s.name);
+        let mut layer = Layer::new(name.clone(), op, bottoms, vec![name.clone()]);
+        layer.blobs = blobs;
+        let shape = self.check_output(i, s, &layer)?;
+        self.layers.push(layer);
+        let mut top = Blob {
+            name,
+            dims: s.output_dims,
+            shape,
+        };
+        top = self.post_op(i, s, top)?;
+        self.blobs
+            .insert((s.output.location, s.output.pointer), top);
+        Ok(1)
+    }
+
+    /// Infers the layer's output shape from its bottoms and checks it against the stage's
+    /// declared output dims.
+    fn check_output(
+        &self,
+        i: usize,
+        s: &StageRecord,
+        layer: &Layer,
+    ) -> Result<Vec<usize>, ToIrError> {
+        let shapes: Vec<Vec<usize>> = layer
+            .bottoms
+            .iter()
+            .map(|b| {
+                self.blobs
+                    .values()
+                    .find(|x| &x.name == b)
+                    .map(|x| x.shape.clone())
+                    .unwrap_or_default()
+            })
+            .collect();
+        let out = layer
+            .op
+            .output_shapes(&shapes, 1)
+            .map_err(|e| err(i, s, e.0))?
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        let dims = match out.as_slice() {
+            [_, c, h, w] => Xyz::new(*w as u32, *h as u32, *c as u32),
+            [_, k] => Xyz::new(1, 1, *k as u32),
+            _ => Xyz::default(),
+        };
+        if dims != s.output_dims {
+            return Err(err(
+                i,
+                s,
+                format!(
+                    "declares output {} but the operation gives {}",
+                    s.output_dims, dims
+                ),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Adds the layer for a fused post-op and returns the blob it produces.
+    fn post_op(&mut self, i: usize, s: &StageRecord, top: Blob) -> Result<Blob, ToIrError> {
+        let slope = match s.post_op {
+            StageOp::None | StageOp::Bias => return Ok(top),
+            StageOp::Relu => 0.0,
+            StageOp::LeakyRelu => s.post_param_f32(),
+            other => {
+                return Err(err(
+                    i,
+                    s,
+                    format!("post-op {} has no IR equivalent", other.toolkit_name()),
+                ))
+            }
+        };
+        let name = self.unique(&format!("{}/relu", s.name));
+        let mut layer = Layer::new(
+            name.clone(),
+            Op::Relu(ReluParams {
+                negative_slope: slope,
+            }),
+            vec![top.name.clone()],
+            vec![name.clone()],
+        );
+        layer.caffe_tops = vec![s.name.clone()];
+        self.layers.push(layer);
+        Ok(Blob { name, ..top })
+    }
+
+    /// The four stages mvNCCompile emits for a WITHIN_CHANNEL LRN (§6.2): `<n>_Square`,
+    /// `<n>_AvgPool`, `<n>_InnerLRN` and the product `<n>`, folded back into one LRN layer.
+    fn within_channel_lrn(&mut self, i: usize) -> Result<usize, ToIrError> {
+        let g = self.g;
+        let sq = &g.stages[i];
+        let bad = |msg: &str| {
+            err(
+                i,
+                sq,
+                format!("square stage is not part of a within-channel LRN: {msg}"),
+            )
+        };
+        let [pool, inner, prod] = [i + 1, i + 2, i + 3].map(|j| g.stages.get(j));
+        let (Some(pool), Some(inner), Some(prod)) = (pool, inner, prod) else {
+            return Err(bad("the graph ends"));
+        };
+        if pool.op != StageOp::AveragePooling
+            || inner.op != StageOp::InnerLrn
+            || prod.op != StageOp::EltwiseProd
+            || pool.data != sq.output
+            || inner.data != pool.output
+            || prod.data != sq.data
+            || prod.taps != inner.output
+        {
+            return Err(bad(
+                "expected avgpool → innerlrn → eltwise_prod over the same input",
+            ));
+        }
+        let src = self.lookup(i, sq, sq.data, "input")?;
+        let p = self.f32s(i + 2, inner, inner.bias, 3, "LRN parameters")?;
+        let name = self.unique(&prod.name);
+        let layer = Layer::new(
+            name.clone(),
+            Op::Lrn(LrnParams {
+                local_size: pool.radix[0].max(0) as usize,
+                k: p[0],
+                alpha: p[1],
+                beta: p[2],
+                region: NormRegion::WithinChannel,
+            }),
+            vec![src.name.clone()],
+            vec![name.clone()],
+        );
+        let shape = self.check_output(i + 3, prod, &layer)?;
+        self.layers.push(layer);
+        let top = Blob {
+            name,
+            dims: prod.output_dims,
+            shape,
+        };
+        let top = self.post_op(i + 3, prod, top)?;
+        self.blobs
+            .insert((prod.output.location, prod.output.pointer), top);
+        Ok(4)
+    }
+}
