@@ -10,9 +10,13 @@ pub mod common;
 pub mod compile;
 pub mod convert;
 pub mod data;
+pub mod infer;
 pub mod inspect;
+pub mod pipeline;
 pub mod plot;
 pub mod run;
+pub mod test;
+pub mod train;
 pub mod verify;
 
 use clap::{Parser, Subcommand};
@@ -43,12 +47,20 @@ pub enum Command {
     Convert(convert::Args),
     /// Measure latency, throughput and GFLOP/s, overall and per layer.
     Bench(bench::Args),
+    /// Age and gender of face images with any model format (the original's output lines).
+    Infer(infer::Args),
+    /// Data preparation, training, testing, every format, verification and a report.
+    Pipeline(pipeline::Args),
     /// Draw a training log (`train --log`) as a PNG of loss and accuracy.
     Plot(plot::PlotArgs),
     /// Compare a model with other models or engines, tensor by tensor.
     Verify(verify::VerifyArgs),
     /// Compile a net to a Movidius NCS graph file (mvNCCompile-compatible flags).
     Compile(compile::Args),
+    /// Train from a Caffe solver file (as `caffe train`), with snapshots and resume.
+    Train(train::TrainArgs),
+    /// Accuracy and confusion matrix of a model on an LMDB (any model format).
+    Test(test::TestArgs),
     /// Dataset preparation and Caffe's LMDB tools (convert_imageset, compute_image_mean).
     Data(data::DataArgs),
 }
@@ -80,9 +92,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Convert(a) => convert::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Plot(a) => plot::run(a),
+        Command::Infer(a) => infer::run(a),
+        Command::Pipeline(a) => pipeline::run(a),
         Command::Verify(args) => verify::run(args),
         Command::Data(args) => data::run(args),
         Command::Compile(a) => compile::run(a),
+        Command::Train(a) => train::run(a),
+        Command::Test(a) => test::run(a),
     }
 }
 

@@ -4,8 +4,10 @@
 //! per-class recall and precision and, for the ordinal age buckets, one-off accuracy.
 
 mod confusion;
+pub mod lmdb;
 
 pub use confusion::{ClassMetrics, ConfusionMatrix, EvalError, EvalReport};
+pub use lmdb::{evaluate_lmdb, LmdbEval};
 
 /// The age buckets the data pipeline labels with (`id = min(age / 10, 8)`), in class order.
 pub const AGE_BUCKETS: [&str; 9] = [

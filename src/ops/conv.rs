@@ -135,8 +135,9 @@ impl ConvParams {
     /// output (the engine does this only when nobody needs the pre-activation blob).
     ///
     /// Batches with enough images run one image per rayon task with a single-threaded GEMM
-    /// (no synchronisation inside a layer); small batches use a multithreaded GEMM and a
-    /// parallel im2col.
+    /// (no synchronisation inside a layer). Smaller batches go image by image with a
+    /// parallel im2col and the output channels split into one block per thread, each block
+    /// a single-threaded GEMM over the shared columns followed by its bias and ReLU.
     pub fn forward(
         &self,
         x: &Tensor,
@@ -166,20 +167,42 @@ impl ConvParams {
             return Ok(y);
         }
 
+        // One image: im2col, then per group `W_g · col_g` with the bias and the fused ReLU
+        // applied to each block of output rows while it is still in cache. With more than
+        // one thread the output rows are split into one block per thread, each a
+        // single-threaded GEMM over the shared columns (no synchronisation inside the GEMM).
         let one_image = |image: &[f32], out: &mut [f32], threads: usize| {
+            let rows_per_block = if threads > 1 {
+                m_g.div_ceil(threads).next_multiple_of(8).min(m_g)
+            } else {
+                m_g
+            };
             let mut gemms = |col: &[f32]| {
-                for g in 0..groups {
+                let block = |g: usize, first_row: usize, out_rows: &mut [f32]| {
+                    let rows = out_rows.len() / hw;
+                    let row0 = g * m_g + first_row;
                     sgemm(
-                        m_g,
+                        rows,
                         hw,
                         k_g,
-                        MatRef::row_major(&weights[g * m_g * k_g..][..m_g * k_g], k_g),
+                        MatRef::row_major(&weights[row0 * k_g..][..rows * k_g], k_g),
                         MatRef::row_major(&col[g * k_g * hw..][..k_g * hw], hw),
-                        &mut out[g * m_g * hw..][..m_g * hw],
+                        out_rows,
                         hw,
                         false,
-                        threads,
+                        1,
                     );
+                    bias_and_relu(out_rows, hw, bias.map(|b| &b[row0..row0 + rows]), relu);
+                };
+                for (g, out_g) in out.chunks_mut(m_g * hw).enumerate() {
+                    if rows_per_block < m_g {
+                        out_g
+                            .par_chunks_mut(rows_per_block * hw)
+                            .enumerate()
+                            .for_each(|(i, o)| block(g, i * rows_per_block, o));
+                    } else {
+                        block(g, 0, out_g);
+                    }
                 }
             };
             if geo.is_identity() {
@@ -190,7 +213,6 @@ impl ConvParams {
                     gemms(col);
                 });
             }
-            bias_and_relu(out, hw, bias, relu);
         };
 
         let threads = ctx.threads;
@@ -364,31 +386,49 @@ impl ConvParams {
             if want_bias { m } else { 0 },
         );
         let (wd, bd) = if per_image_parallel(n, threads) {
-            let zero = || (vec![0.0f32; wlen], vec![0.0f32; blen]);
-            let add = |(mut a, mut b): (Vec<f32>, Vec<f32>), (c, d): (Vec<f32>, Vec<f32>)| {
-                a.iter_mut().zip(&c).for_each(|(a, c)| *a += c);
-                b.iter_mut().zip(&d).for_each(|(b, d)| *b += d);
-                (a, b)
+            // Contiguous groups of images, one per thread, each summing its images' weight
+            // diffs in order; the partial sums are then added in group order, so the
+            // result does not depend on scheduling (a resumed run reproduces bit for bit).
+            let per_group = n.div_ceil(threads);
+            let group = |g: usize, dxg: Option<&mut [f32]>| {
+                let (mut wd, mut bd) = (vec![0.0f32; wlen], vec![0.0f32; blen]);
+                let first = g * per_group;
+                let count = per_group.min(n - first);
+                let mut dxg = dxg;
+                for i in first..first + count {
+                    let dxi = dxg
+                        .as_deref_mut()
+                        .map(|d| &mut d[(i - first) * in_image..][..in_image]);
+                    one(
+                        &x.data[i * in_image..][..in_image],
+                        &top_diff.data[i * out_image..][..out_image],
+                        dxi,
+                        &mut wd,
+                        &mut bd,
+                        1,
+                    );
+                }
+                (wd, bd)
             };
-            let pairs = x
-                .data
-                .par_chunks(in_image)
-                .zip(top_diff.data.par_chunks(out_image));
-            match dx.as_mut() {
-                Some(dx) => pairs
-                    .zip(dx.data.par_chunks_mut(in_image))
-                    .fold(zero, |(mut wd, mut bd), ((image, dy), dxi)| {
-                        one(image, dy, Some(dxi), &mut wd, &mut bd, 1);
-                        (wd, bd)
-                    })
-                    .reduce(zero, add),
-                None => pairs
-                    .fold(zero, |(mut wd, mut bd), (image, dy)| {
-                        one(image, dy, None, &mut wd, &mut bd, 1);
-                        (wd, bd)
-                    })
-                    .reduce(zero, add),
+            let partials: Vec<(Vec<f32>, Vec<f32>)> = match dx.as_mut() {
+                Some(dx) => dx
+                    .data
+                    .par_chunks_mut(per_group * in_image)
+                    .enumerate()
+                    .map(|(g, dxg)| group(g, Some(dxg)))
+                    .collect(),
+                None => (0..n.div_ceil(per_group))
+                    .into_par_iter()
+                    .map(|g| group(g, None))
+                    .collect(),
+            };
+            let mut it = partials.into_iter();
+            let (mut wd, mut bd) = it.next().unwrap_or_default();
+            for (w, b) in it {
+                wd.iter_mut().zip(&w).for_each(|(a, c)| *a += c);
+                bd.iter_mut().zip(&b).for_each(|(a, c)| *a += c);
             }
+            (wd, bd)
         } else {
             let (mut wd, mut bd) = (vec![0.0f32; wlen], vec![0.0f32; blen]);
             for i in 0..n {

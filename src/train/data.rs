@@ -95,17 +95,42 @@ pub struct DataSource {
     path: PathBuf,
     cursor: LmdbCursor,
     // Keeps the environment open while the cursor lives.
-    _reader: LmdbReader,
+    reader: LmdbReader,
     transformer: Transformer,
     batch: usize,
     record: [usize; 3],
     out: [usize; 3],
+    seed: u64,
+    served: u64,
+}
+
+/// The seed of batch `index` of a source seeded with `seed` (SplitMix64 of the pair), so
+/// every batch's random crops and mirrors depend only on its position in the stream.
+pub fn batch_seed(seed: u64, index: u64) -> u64 {
+    let mut z = seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 impl DataSource {
     /// Opens `params.source` (relative to the working directory, as in Caffe) for `phase`,
     /// reads the mean file, and takes the record shape from the first record.
     pub fn open(params: &DataParams, phase: Phase, seed: u64) -> Result<Self, DataError> {
+        let mean = match &params.transform.mean_file {
+            Some(m) => Some(read_mean(Path::new(m))?),
+            None => None,
+        };
+        Self::open_with_mean(params, mean, phase, seed)
+    }
+
+    /// [`DataSource::open`] with the mean image given directly (`mean_file` is ignored).
+    pub fn open_with_mean(
+        params: &DataParams,
+        mean: Option<Tensor>,
+        phase: Phase,
+        seed: u64,
+    ) -> Result<Self, DataError> {
         let path = PathBuf::from(&params.source);
         if params.batch_size == 0 {
             return Err(DataError::BatchSize(path));
@@ -118,10 +143,6 @@ impl DataSource {
         };
         let shape = Self::shape_of(&path, &record.key_str(), &first)?;
         cursor.rewind();
-        let mean = match &params.transform.mean_file {
-            Some(m) => Some(read_mean(Path::new(m))?),
-            None => None,
-        };
         let transformer =
             Transformer::new(params.transform.clone(), mean, phase, seed).map_err(|cause| {
                 DataError::Transform {
@@ -133,11 +154,13 @@ impl DataSource {
         Ok(Self {
             path,
             cursor,
-            _reader: reader,
+            reader,
             transformer,
             batch: params.batch_size,
             record: shape,
             out,
+            seed,
+            served: 0,
         })
     }
 
@@ -165,8 +188,26 @@ impl DataSource {
         self.batch
     }
 
+    /// Skips `batches` batches without transforming them (a resumed run continues where
+    /// the interrupted one stopped, which Caffe itself does not do).
+    pub fn skip(&mut self, batches: u64) -> Result<(), DataError> {
+        let len = self.reader.len()?.max(1) as u64;
+        for _ in 0..batches.saturating_mul(self.batch as u64) % len {
+            if self.cursor.next_record()?.is_none() {
+                self.cursor.rewind();
+                self.cursor
+                    .next_record()?
+                    .ok_or_else(|| DataError::Empty(self.path.clone()))?;
+            }
+        }
+        self.served += batches;
+        Ok(())
+    }
+
     /// The next batch, wrapping around at the end of the database.
     pub fn next_batch(&mut self) -> Result<Batch, DataError> {
+        self.transformer.reseed(batch_seed(self.seed, self.served));
+        self.served += 1;
         let [c, h, w] = self.out;
         let per = c * h * w;
         let mut data = Tensor::zeros(&[self.batch, c, h, w]);

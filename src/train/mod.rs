@@ -13,6 +13,7 @@ pub mod net;
 pub mod plot;
 pub mod solver;
 pub mod state;
+pub mod trainer;
 pub mod transform;
 
 pub use config::{ConfigError, Method, NetSource, Regularization, SolverConfig, TestNet};

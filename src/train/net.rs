@@ -174,6 +174,13 @@ impl TrainNet {
             .collect()
     }
 
+    /// Restarts the Dropout masks' generator from `seed` (the trainer reseeds per
+    /// iteration, so a resumed run draws the same masks as an uninterrupted one).
+    pub fn reseed(&mut self, seed: u64) {
+        use rand::SeedableRng;
+        self.ctx.rng = rand::rngs::StdRng::seed_from_u64(seed);
+    }
+
     /// Shapes of every blob.
     pub fn shapes(&self) -> &BlobShapes {
         &self.shapes

@@ -106,6 +106,12 @@ impl Transformer {
         })
     }
 
+    /// Restarts the random draws from `seed` (the trainer reseeds per batch so that a
+    /// resumed run draws the same crops and mirrors as an uninterrupted one).
+    pub fn reseed(&mut self, seed: u64) {
+        self.rng = StdRng::seed_from_u64(seed);
+    }
+
     /// Output (C, H, W) for a record of (C, H, W).
     pub fn output_shape(&self, record: [usize; 3]) -> [usize; 3] {
         let k = self.params.crop_size;
