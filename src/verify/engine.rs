@@ -1,15 +1,16 @@
 //! Models and the engines that run them, behind one interface for `verify`, `run` and
 //! `bench`.
 //!
-//! A [`Model`] is a loaded file (Caffe prototxt + caffemodel, or ONNX) or an in-memory
-//! [`Net`]. A [`Side`] is a model bound to an [`EngineKind`] and an input shape: it knows
+//! A [`Model`] is a loaded file (anything the format registry reads, or ONNX kept as it is
+//! for tract) or an in-memory [`Net`]. A [`Side`] is a model bound to an [`EngineKind`] and an input shape: it knows
 //! the blobs it can report (in execution order) and its outputs. [`Side::runner`] plans the
 //! engine for the blobs wanted. New engines (the fp16 NCS emulation) add an [`EngineKind`]
 //! variant and one arm in [`Side::new`] and [`Side::runner`].
 
 use super::VerifyError;
 use crate::exec::{Engine, ExecOptions};
-use crate::ir::{Net, Phase, Tensor};
+use crate::ir::{Net, Tensor};
+use crate::model::ModelFormat;
 use crate::onnx::pb::ModelProto;
 use crate::onnx::tract_engine::{set_threads, TractModel};
 use crate::onnx::{self, ImportOptions};
@@ -39,14 +40,16 @@ impl EngineKind {
 /// A loaded model.
 #[derive(Debug, Clone)]
 pub enum Model {
-    /// A Caffe net (deploy prototxt with weights, or a caffemodel alone).
-    Caffe {
-        /// The prototxt or caffemodel path.
+    /// A model the format registry ([`crate::model`]) reads into the IR: a Caffe deploy
+    /// prototxt (with weights), a caffemodel, an NCS graph.
+    Ir {
+        /// The model file.
         path: PathBuf,
         /// The TEST-phase net.
         net: Net,
     },
-    /// An ONNX file, not yet interpreted (its input shapes may be dynamic).
+    /// An ONNX file, not yet interpreted: tract runs it as it is, and its input shapes
+    /// may be dynamic until an input fixes them.
     Onnx {
         /// The file.
         path: PathBuf,
@@ -58,53 +61,32 @@ pub enum Model {
 }
 
 impl Model {
-    /// Loads `path` by extension: `.onnx`; `.prototxt` (with `weights`); `.caffemodel`.
+    /// Loads `path` in the format its name says ([`ModelFormat::detect`]); `weights` is the
+    /// caffemodel of a prototxt.
     pub fn load(path: &Path, weights: Option<&Path>) -> Result<Self, VerifyError> {
-        let ext = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        match ext.as_str() {
-            "onnx" => {
-                if weights.is_some() {
-                    return Err(VerifyError::Usage(format!(
-                        "{}: an ONNX model holds its own weights; drop the weights option",
-                        path.display()
-                    )));
-                }
-                Ok(Model::Onnx {
-                    path: path.to_path_buf(),
-                    proto: Box::new(onnx::import::read_model(path)?),
-                })
+        let format = ModelFormat::detect(path).map_err(VerifyError::Load)?;
+        if format == ModelFormat::Onnx {
+            if weights.is_some() {
+                return Err(VerifyError::Usage(format!(
+                    "{}: an ONNX model holds its own weights; drop the weights option",
+                    path.display()
+                )));
             }
-            "prototxt" | "txt" => Ok(Model::Caffe {
+            return Ok(Model::Onnx {
                 path: path.to_path_buf(),
-                net: crate::caffe::load_net(path, weights, Phase::Test)?,
-            }),
-            "caffemodel" => {
-                if weights.is_some() {
-                    return Err(VerifyError::Usage(format!(
-                        "{}: a caffemodel is loaded alone; give the deploy prototxt as MODEL and the caffemodel as weights",
-                        path.display()
-                    )));
-                }
-                Ok(Model::Caffe {
-                    path: path.to_path_buf(),
-                    net: crate::caffe::load_caffemodel_net(path)?,
-                })
-            }
-            _ => Err(VerifyError::Usage(format!(
-                "{}: unknown model format (expected .prototxt, .caffemodel or .onnx)",
-                path.display()
-            ))),
+                proto: Box::new(onnx::import::read_model(path)?),
+            });
         }
+        Ok(Model::Ir {
+            path: path.to_path_buf(),
+            net: crate::model::load_model(path, weights).map_err(VerifyError::Load)?,
+        })
     }
 
     /// A short label for reports: the file, or the net's name.
     pub fn label(&self) -> String {
         match self {
-            Model::Caffe { path, .. } | Model::Onnx { path, .. } => path.display().to_string(),
+            Model::Ir { path, .. } | Model::Onnx { path, .. } => path.display().to_string(),
             Model::Net(n) => format!("net '{}'", n.name),
         }
     }
@@ -122,7 +104,7 @@ impl Model {
             }
         };
         match self {
-            Model::Caffe { net, .. } | Model::Net(net) => from_net(net),
+            Model::Ir { net, .. } | Model::Net(net) => from_net(net),
             Model::Onnx { proto, .. } => {
                 use crate::onnx::pb::tensor_shape_proto::dimension::Value;
                 use crate::onnx::pb::type_proto;
@@ -187,10 +169,12 @@ pub struct Side {
     outputs: Vec<String>,
 }
 
+/// The net at the batch size of `shape` (its other dims were checked against the declared
+/// input when the inputs were loaded).
 fn with_input_shape(net: &Net, shape: &[usize]) -> Net {
     let mut n = net.clone();
-    if let Some(i) = n.inputs.first_mut() {
-        i.shape = shape.to_vec();
+    if let Some(&batch) = shape.first() {
+        n.set_batch(batch);
     }
     n
 }
@@ -222,7 +206,7 @@ impl Side {
         let (input, _) = model.input()?;
         let label = format!("{} [{}]", model.label(), engine.name());
         let (source, order, outputs) = match (model, engine) {
-            (Model::Caffe { net, .. } | Model::Net(net), EngineKind::Native) => {
+            (Model::Ir { net, .. } | Model::Net(net), EngineKind::Native) => {
                 let net = with_input_shape(net, input_shape);
                 let order = net_order(&net);
                 let outputs = net.without_train_layers().outputs();
@@ -238,7 +222,7 @@ impl Side {
                 let order = net_order(&net);
                 (Source::Net(net), order, onnx_outputs(proto))
             }
-            (Model::Caffe { net, .. } | Model::Net(net), EngineKind::Tract) => {
+            (Model::Ir { net, .. } | Model::Net(net), EngineKind::Tract) => {
                 let net = with_input_shape(net, input_shape);
                 let (proto, tensors) = onnx::export_with_blob_map(&net)?;
                 let order = net_order(&net);
@@ -283,7 +267,7 @@ impl Side {
         })
     }
 
-    /// "MODEL [engine]".
+    /// `MODEL [engine]`.
     pub fn label(&self) -> &str {
         &self.label
     }

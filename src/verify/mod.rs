@@ -39,6 +39,9 @@ pub enum VerifyError {
     /// An image could not be read.
     #[error(transparent)]
     Image(#[from] crate::io::image::ImageError),
+    /// A model could not be loaded through the format registry.
+    #[error("{0:#}")]
+    Load(anyhow::Error),
     /// Arguments that do not fit the models (shapes, formats, options).
     #[error("{0}")]
     Usage(String),

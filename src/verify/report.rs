@@ -8,9 +8,9 @@ use std::fmt;
 /// One reference/candidate pair.
 #[derive(Debug, Clone, Serialize)]
 pub struct Comparison {
-    /// "MODEL [engine]" of the reference.
+    /// `MODEL [engine]` of the reference.
     pub reference: String,
-    /// "MODEL [engine]" of the candidate.
+    /// `MODEL [engine]` of the candidate.
     pub candidate: String,
     /// Every output within tolerance (and, for `strict`, every matched blob).
     pub pass: bool,

@@ -1,7 +1,10 @@
 //! ONNX → IR. Reads models written by this crate and by other tools (PyTorch, the `onnx`
 //! helper API): initializers inline or in external data, `Constant` nodes, the op set listed
-//! in [`nodes`], and the helper-node groups the exporter writes ([`groups`]), which fold back
-//! into single Caffe layers.
+//! in the `nodes` submodule (Conv, MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool,
+//! LRN, Relu, LeakyRelu, PRelu, Sigmoid, Tanh, Gemm, MatMul, Add/Sub/Mul/Div, Sum, Max,
+//! Flatten, Reshape, Dropout, Identity, Softmax, Concat, BatchNormalization, Constant), and
+//! the helper-node groups the exporter writes (the `groups` submodule), which fold back into
+//! single Caffe layers.
 //!
 //! Every ONNX node must map onto a Caffe layer with exactly the same arithmetic; when it
 //! cannot (asymmetric padding, an AVE divisor Caffe does not use, an unsupported op), the
