@@ -5,7 +5,10 @@
 //! ```text
 //! cargo run --example bench_engine -- [--threads N] [--batch B] [--runs R] [--latency-runs L]
 //! ```
-//! Prints batch-1 latency, batch-B throughput and the per-layer time and GFLOP/s of both.
+//! Prints the machine's FMA peak measured just before (so that figures taken on a busy
+//! machine can be read as a share of what the cores delivered at the time), batch-1
+//! latency, batch-B throughput, the process CPU time per image, and per-layer time and
+//! GFLOP/s for both batch sizes.
 
 use agegender::exec::{Engine, ExecOptions, LayerTiming};
 use agegender::ir::{InputSpec, Layer, Net, Op, Tensor};
@@ -133,6 +136,88 @@ fn agenet() -> Net {
     }
 }
 
+/// Process CPU time (all threads), from `CLOCK_PROCESS_CPUTIME_ID`.
+fn process_cpu() -> Duration {
+    #[repr(C)]
+    struct Timespec {
+        sec: i64,
+        nsec: i64,
+    }
+    extern "C" {
+        fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
+    }
+    let mut t = Timespec { sec: 0, nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec; 2 is CLOCK_PROCESS_CPUTIME_ID on Linux.
+    unsafe { clock_gettime(2, &mut t) };
+    Duration::new(t.sec as u64, t.nsec as u32)
+}
+
+/// FMA throughput of one thread: 12 independent vector accumulators for `iters` rounds.
+#[cfg(target_arch = "x86_64")]
+fn fma_peak_one_thread(iters: u64) -> (f64, &'static str) {
+    use std::arch::x86_64::*;
+    #[target_feature(enable = "avx512f")]
+    unsafe fn avx512(iters: u64) -> f32 {
+        let mut a = [_mm512_set1_ps(1.0); 12];
+        let b = _mm512_set1_ps(std::hint::black_box(0.999_999));
+        let c = _mm512_set1_ps(std::hint::black_box(1e-6));
+        for _ in 0..iters {
+            for x in a.iter_mut() {
+                *x = _mm512_fmadd_ps(*x, b, c);
+            }
+        }
+        a.iter().map(|x| _mm512_reduce_add_ps(*x)).sum()
+    }
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn avx2(iters: u64) -> f32 {
+        let mut a = [_mm256_set1_ps(1.0); 12];
+        let b = _mm256_set1_ps(std::hint::black_box(0.999_999));
+        let c = _mm256_set1_ps(std::hint::black_box(1e-6));
+        for _ in 0..iters {
+            for x in a.iter_mut() {
+                *x = _mm256_fmadd_ps(*x, b, c);
+            }
+        }
+        let mut out = [0.0f32; 8];
+        _mm256_storeu_ps(out.as_mut_ptr(), a[0]);
+        out[0]
+    }
+    let t = Instant::now();
+    // SAFETY: each kernel runs only when the CPU reports its features.
+    let (flops_per_iter, kind) = if is_x86_feature_detected!("avx512f") {
+        std::hint::black_box(unsafe { avx512(iters) });
+        (12 * 32, "AVX-512")
+    } else if is_x86_feature_detected!("fma") {
+        std::hint::black_box(unsafe { avx2(iters) });
+        (12 * 16, "AVX2")
+    } else {
+        return (0.0, "none");
+    };
+    (
+        (iters * flops_per_iter) as f64 / t.elapsed().as_secs_f64() / 1e9,
+        kind,
+    )
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn fma_peak_one_thread(_iters: u64) -> (f64, &'static str) {
+    (0.0, "unknown")
+}
+
+/// The FMA peak of `threads` cores: one thread's measured peak (best of 3) times the
+/// thread count. Measuring the threads at once would under-report on a shared machine,
+/// where another process may hold one of the cores during the probe.
+fn fma_peak(threads: usize) -> (f64, &'static str) {
+    let mut best = (0.0, "none");
+    for _ in 0..3 {
+        let r = fma_peak_one_thread(20_000_000);
+        if r.0 > best.0 {
+            best = r;
+        }
+    }
+    (best.0 * threads as f64, best.1)
+}
+
 fn arg(args: &[String], name: &str, default: usize) -> usize {
     args.iter()
         .position(|a| a == name)
@@ -160,20 +245,21 @@ fn merge_min(acc: &mut Vec<LayerTiming>, run: Vec<LayerTiming>) {
     }
 }
 
-fn print_layers(title: &str, timings: &[LayerTiming]) {
+fn print_layers(title: &str, timings: &[LayerTiming], peak: f64) {
     println!("\n{title}");
     println!(
-        "{:<8} {:<12} {:>9} {:>8} {:>9}",
-        "layer", "type", "ms", "GFLOP", "GFLOP/s"
+        "{:<8} {:<12} {:>9} {:>8} {:>9} {:>6}",
+        "layer", "type", "ms", "GFLOP", "GFLOP/s", "%peak"
     );
     let total: Duration = timings.iter().map(|t| t.time).sum();
     for t in timings {
         let ms = t.time.as_secs_f64() * 1e3;
         let gflop = t.flops as f64 / 1e9;
-        let rate = if ms > 0.0 && t.flops > 0 {
-            format!("{:.1}", gflop / (ms / 1e3))
+        let (rate, share) = if ms > 0.0 && t.flops > 0 && t.fused_into.is_none() {
+            let r = gflop / (ms / 1e3);
+            (format!("{r:.1}"), format!("{:.0}", 100.0 * r / peak))
         } else {
-            "-".into()
+            ("-".into(), "-".into())
         };
         let note = t
             .fused_into
@@ -181,8 +267,8 @@ fn print_layers(title: &str, timings: &[LayerTiming]) {
             .map(|f| format!(" (fused into {f})"))
             .unwrap_or_default();
         println!(
-            "{:<8} {:<12} {:>9.3} {:>8.4} {:>9}{note}",
-            t.layer, t.kind, ms, gflop, rate
+            "{:<8} {:<12} {:>9.3} {:>8.4} {:>9} {:>6}{note}",
+            t.layer, t.kind, ms, gflop, rate, share
         );
     }
     println!("{:<8} {:<12} {:>9.3}", "sum", "", total.as_secs_f64() * 1e3);
@@ -205,8 +291,9 @@ fn main() {
         },
     )
     .unwrap();
+    let (peak, kind) = fma_peak(one.threads());
     println!(
-        "threads {} | {:.4} GFLOP per image",
+        "threads {} | {:.4} GFLOP per image | FMA peak: {peak:.1} GFLOP/s ({kind}, one core measured now × threads)",
         one.threads(),
         one.flops() as f64 / 1e9
     );
@@ -214,13 +301,15 @@ fn main() {
         one.run([("data", input(1))]).unwrap();
     }
     let mut lat = Vec::new();
+    let mut cpu = Duration::ZERO;
     let mut layers1 = Vec::new();
     for i in 0..latency_runs {
         let x = input(1);
-        let t = Instant::now();
         if i % 2 == 0 {
+            let (t, c) = (Instant::now(), process_cpu());
             one.run([("data", x)]).unwrap();
             lat.push(t.elapsed());
+            cpu += process_cpu() - c;
         } else {
             let (_, timing) = one.run_timed([("data", x)]).unwrap();
             merge_min(&mut layers1, timing);
@@ -228,10 +317,11 @@ fn main() {
     }
     lat.sort();
     println!(
-        "batch 1 latency: min {:.2} ms, median {:.2} ms ({} runs)",
+        "batch 1 latency: min {:.2} ms, median {:.2} ms ({} runs); CPU {:.2} core-ms per image",
         lat[0].as_secs_f64() * 1e3,
         lat[lat.len() / 2].as_secs_f64() * 1e3,
-        lat.len()
+        lat.len(),
+        cpu.as_secs_f64() * 1e3 / lat.len() as f64
     );
 
     let many = Engine::with_options(
@@ -245,13 +335,15 @@ fn main() {
     .unwrap();
     many.run([("data", input(batch))]).unwrap();
     let mut rates = Vec::new();
+    let mut cpu = Duration::ZERO;
     let mut layers_b = Vec::new();
     for i in 0..runs * 2 {
         let x = input(batch);
-        let t = Instant::now();
         if i % 2 == 0 {
+            let (t, c) = (Instant::now(), process_cpu());
             many.run([("data", x)]).unwrap();
             rates.push(batch as f64 / t.elapsed().as_secs_f64());
+            cpu += process_cpu() - c;
         } else {
             let (_, timing) = many.run_timed([("data", x)]).unwrap();
             merge_min(&mut layers_b, timing);
@@ -259,16 +351,21 @@ fn main() {
     }
     rates.sort_by(|a, b| b.partial_cmp(a).unwrap());
     let gflop = many.flops() as f64 / 1e9;
+    let best = rates[0] * gflop / batch as f64;
+    let cpu_per_image = cpu.as_secs_f64() / (runs * batch) as f64;
     println!(
-        "batch {batch} throughput: best {:.1} img/s ({:.1} GFLOP/s), median {:.1} img/s ({} runs)",
+        "batch {batch} throughput: best {:.1} img/s ({best:.1} GFLOP/s, {:.0}% of peak), median {:.1} img/s ({} runs); CPU {:.2} core-ms per image ({:.1} GFLOP per core-second)",
         rates[0],
-        rates[0] * gflop / batch as f64,
+        100.0 * best / peak,
         rates[rates.len() / 2],
-        rates.len()
+        rates.len(),
+        cpu_per_image * 1e3,
+        gflop / batch as f64 / cpu_per_image
     );
-    print_layers("batch 1, per layer (min over runs)", &layers1);
+    print_layers("batch 1, per layer (min over runs)", &layers1, peak);
     print_layers(
         &format!("batch {batch}, per layer (min over runs)"),
         &layers_b,
+        peak,
     );
 }

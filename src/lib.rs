@@ -9,14 +9,17 @@
 
 pub mod caffe;
 pub mod cli;
+pub mod data;
 pub mod eval;
 pub mod exec;
+pub mod infer;
 pub mod io;
 pub mod ir;
 pub mod model;
 pub mod ncs;
 pub mod onnx;
 pub mod ops;
+pub mod pipeline;
 pub mod proto;
 #[doc(hidden)]
 pub mod testutil;

@@ -435,3 +435,81 @@ fn tract_engine_and_onnx_export_agree_with_the_native_engine() {
         );
     }
 }
+
+#[test]
+fn compile_with_mvnccompile_flags_is_byte_exact_and_the_graph_runs_in_f16() {
+    let Some(fc) = shared("fixtures-real/ncs/beloborodov-empty-fc") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("graph");
+    // The fixture's recorded command: mvNCCompile -s 12 -o graph -w empty.caffemodel empty.prototxt
+    let o = run(&[
+        "compile",
+        "-s",
+        "12",
+        "-o",
+        s(&out),
+        "-w",
+        s(&fc.join("empty.caffemodel")),
+        s(&fc.join("empty.prototxt")),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        std::fs::read(fc.join("graph")).unwrap(),
+        "not byte-identical to Intel's graph"
+    );
+    // inspect reads it back as a graph, with a stages array in JSON.
+    let o = run(&["inspect", s(&out), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["stages"].as_array().unwrap().len(), 2);
+    // The tiny Levi net, compiled with a sub-network cut, and run on the fp16 emulator.
+    let g = dir.path().join("tiny.graph");
+    let o = run(&["compile", TINY, "-w", TINY_W, "-s", "12", "-o", s(&g)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let f16_out = dir.path().join("f16");
+    let o = run(&[
+        "run",
+        s(&g),
+        "--input",
+        PATTERN,
+        "--engine",
+        "f16",
+        "--output-dir",
+        s(&f16_out),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let f32_out = dir.path().join("f32");
+    let o = run(&[
+        "run",
+        TINY,
+        "-w",
+        TINY_W,
+        "--input",
+        PATTERN,
+        "--output-dir",
+        s(&f32_out),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let a = agegender::io::npy::read_npy(&f32_out.join("prob.npy")).unwrap();
+    let b = agegender::io::npy::read_npy(&f16_out.join("prob.npy")).unwrap();
+    // mvNCCheck's limit: max error ≤ 2 % of max|ref|.
+    assert!(
+        max_abs_diff(&a, &b) <= 0.02 * a.max_abs(),
+        "{:?} vs {:?}",
+        a.data,
+        b.data
+    );
+    let cut = dir.path().join("cut.graph");
+    let o = run(&["compile", TINY, "-w", TINY_W, "-on", "pool2", "-o", s(&cut)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&["inspect", s(&cut), "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let last = v["stages"].as_array().unwrap().last().unwrap().clone();
+    assert!(
+        last.to_string().contains("pool2"),
+        "last stage of the cut: {last}"
+    );
+}

@@ -159,6 +159,27 @@ pub fn fill_missing_weights_random(net: &mut Net, seed: u64) -> Result<Vec<Strin
     fill_missing(net, seed, true)
 }
 
+/// Largest number of values in one blob: Caffe's `Blob::Reshape` refuses a count above
+/// `INT_MAX` ("blob size exceeds INT_MAX"), so a net needing more is not a Caffe net.
+pub const MAX_BLOB_COUNT: usize = i32::MAX as usize;
+
+/// Refuses a weight shape whose value count overflows or exceeds [`MAX_BLOB_COUNT`], before
+/// a filler allocates it (a hostile `num_output: 1000000000` would otherwise abort).
+fn check_blob_size(l: &Layer, shape: &[usize]) -> Result<(), NetError> {
+    let count = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    match count {
+        Some(c) if c <= MAX_BLOB_COUNT => Ok(()),
+        _ => Err(NetError::InvalidParam {
+            layer: l.name.clone(),
+            kind: l.op.caffe_type().into(),
+            msg: format!(
+                "weight shape {shape:?} exceeds Caffe's limit of {MAX_BLOB_COUNT} values per \
+                 blob (INT_MAX)"
+            ),
+        }),
+    }
+}
+
 fn fill_missing(net: &mut Net, seed: u64, random_default: bool) -> Result<Vec<String>, NetError> {
     let shapes = net.infer_shapes()?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
@@ -182,12 +203,15 @@ fn fill_missing(net: &mut Net, seed: u64, random_default: bool) -> Result<Vec<St
                 };
             }
         }
-        l.blobs =
-            l.op.weight_shapes(&bottoms)
-                .iter()
-                .zip(&fillers)
-                .map(|(shape, f)| f.fill(shape, &mut rng))
-                .collect();
+        let shapes = l.op.weight_shapes(&bottoms);
+        for shape in &shapes {
+            check_blob_size(l, shape)?;
+        }
+        l.blobs = shapes
+            .iter()
+            .zip(&fillers)
+            .map(|(shape, f)| f.fill(shape, &mut rng))
+            .collect();
         filled.push(l.name.clone());
     }
     Ok(filled)

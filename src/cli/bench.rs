@@ -5,7 +5,7 @@ use super::common::{single_input, tract_model, EngineKind};
 use crate::exec::{Engine, ExecOptions, LayerTiming};
 use crate::ir::Tensor;
 use crate::model::{load_model, load_model_random};
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Args as ClapArgs;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -167,7 +167,26 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 totals.push(t0.elapsed());
             }
         }
-        EngineKind::F16 => bail!("engine f16 is not available in this build"),
+        EngineKind::F16 => {
+            drop(native);
+            let engine = crate::exec::f16::F16Engine::with_options(
+                &net,
+                ExecOptions {
+                    threads: args.threads,
+                    batch: Some(batch),
+                    ..ExecOptions::default()
+                },
+            )?;
+            for _ in 0..args.warmup {
+                engine.run([(input.as_str(), x.clone())])?;
+            }
+            for _ in 0..args.iters {
+                let xi = x.clone();
+                let t0 = Instant::now();
+                engine.run([(input.as_str(), xi)])?;
+                totals.push(t0.elapsed());
+            }
+        }
     }
     let iters = totals.len();
     let mean = totals.iter().sum::<Duration>() / iters as u32;

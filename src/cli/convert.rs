@@ -13,6 +13,8 @@ use std::process::ExitCode;
   agegender convert deploy.prototxt --weights net.caffemodel -o out/net.caffemodel   # + out/net.prototxt
   agegender convert old_v1.prototxt -o new.prototxt                                  # V1 → current syntax
   agegender convert deploy.prototxt --weights net.caffemodel -o net.onnx            # opset 13, Caffe semantics kept
+  agegender convert deploy.prototxt --weights net.caffemodel -o net.graph           # NCS graph (see compile)
+  agegender convert net.graph -o net.onnx                                            # graph → ONNX (fp16 weights)
   agegender convert net.onnx -o net.caffemodel                                       # ONNX → Caffe where the ops map
   agegender convert mean.binaryproto -o mean.npy                                     # C×H×W float32")]
 pub struct Args {
@@ -66,6 +68,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
             crate::caffe::write_prototxt(&net, &proto)?;
             println!("wrote {} and {}", args.output.display(), proto.display());
         }
+        "graph" | "blob" => {
+            let warnings = crate::ncs::compile_to_file(&net, &crate::ncs::CompileOptions::default(), &args.output)?;
+            for w in &warnings {
+                eprintln!("warning: {w}");
+            }
+            println!("wrote {}", args.output.display());
+        }
         "onnx" => {
             crate::onnx::write_onnx(&net, &args.output)?;
             println!("wrote {}", args.output.display());
@@ -75,7 +84,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             println!("wrote {}", args.output.display());
         }
         _ => bail!(
-            "{}: unsupported output format (use .caffemodel, .prototxt, .onnx, or .npy for a mean)",
+            "{}: unsupported output format (use .caffemodel, .prototxt, .onnx, .graph, or .npy for a mean)",
             args.output.display()
         ),
     }

@@ -15,6 +15,7 @@ use std::process::ExitCode;
   agegender inspect fixtures/models/tiny_levi.prototxt
   agegender inspect deploy.prototxt --weights age_net.caffemodel --json
   agegender inspect lenet_iter_10000.caffemodel
+  agegender inspect age.graph --json          # NCS header and stages
   agegender inspect mean.binaryproto          # shape and per-channel (B, G, R) means
   agegender inspect mean.npy")]
 pub struct Args {
@@ -38,6 +39,17 @@ pub fn run(args: Args) -> Result<ExitCode> {
         .to_ascii_lowercase();
     if ext == "npy" || ext == "binaryproto" {
         return inspect_mean(&args.model, &ext, args.json);
+    }
+    if crate::model::ModelFormat::detect(&args.model).ok()
+        == Some(crate::model::ModelFormat::NcsGraph)
+    {
+        let report = crate::ncs::inspect_graph(&args.model)?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            println!("{report}");
+        }
+        return Ok(ExitCode::SUCCESS);
     }
     let net = load_model(&args.model, args.weights.as_deref())?;
     let report = NetReport::build(&net)?;

@@ -7,8 +7,12 @@
 
 pub mod bench;
 pub mod common;
+pub mod compile;
 pub mod convert;
+pub mod data;
+pub mod infer;
 pub mod inspect;
+pub mod pipeline;
 pub mod plot;
 pub mod run;
 pub mod test;
@@ -43,24 +47,39 @@ pub enum Command {
     Convert(convert::Args),
     /// Measure latency, throughput and GFLOP/s, overall and per layer.
     Bench(bench::Args),
+    /// Age and gender of face images with any model format (the original's output lines).
+    Infer(infer::Args),
+    /// Data preparation, training, testing, every format, verification and a report.
+    Pipeline(pipeline::Args),
     /// Draw a training log (`train --log`) as a PNG of loss and accuracy.
     Plot(plot::PlotArgs),
     /// Compare a model with other models or engines, tensor by tensor.
     Verify(verify::VerifyArgs),
+    /// Compile a net to a Movidius NCS graph file (mvNCCompile-compatible flags).
+    Compile(compile::Args),
     /// Train from a Caffe solver file (as `caffe train`), with snapshots and resume.
     Train(train::TrainArgs),
-    /// Accuracy and confusion matrix of a model on a labelled LMDB.
+    /// Accuracy and confusion matrix of a model on an LMDB (any model format).
     Test(test::TestArgs),
+    /// Dataset preparation and Caffe's LMDB tools (convert_imageset, compute_image_mean).
+    Data(data::DataArgs),
 }
 
 /// Parses the arguments, runs the command and maps errors to exit codes. Errors are printed
 /// with their whole context chain (file, layer, line).
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Die quietly on a closed pipe (`agegender inspect … | head`) as Unix tools do, instead
+    // of panicking inside println!.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    let cli = Cli::parse_from(compile::normalize_args(std::env::args()));
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             ExitCode::from(EXIT_BAD_INPUT)
         }
     }
@@ -73,8 +92,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Convert(a) => convert::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Plot(a) => plot::run(a),
+        Command::Infer(a) => infer::run(a),
+        Command::Pipeline(a) => pipeline::run(a),
         Command::Verify(args) => verify::run(args),
+        Command::Data(args) => data::run(args),
+        Command::Compile(a) => compile::run(a),
         Command::Train(a) => train::run(a),
         Command::Test(a) => test::run(a),
     }
+}
+
+/// Joins an error's context chain with ": ", skipping a cause whose text the previous
+/// message already contains (typed errors often print their source inline).
+pub fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    let mut last = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !last.is_empty() && last.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+        last = text;
+    }
+    out
 }

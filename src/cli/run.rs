@@ -59,7 +59,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 blobs: model.run(&[x])?,
             }
         }
-        other => bail!("engine {other:?} is not available in this build"),
+        EngineKind::F16 => run_f16(&net, &input_name, x, args.all_blobs, args.threads)?,
     };
     let output_names = net.outputs();
     if let Some(dir) = &args.output_dir {
@@ -122,4 +122,30 @@ pub fn run_native(
         },
     )?;
     Ok(engine.run([(input, x)])?)
+}
+
+/// Runs the fp16 NCS emulation with the input's batch size; every overflow is reported on
+/// stderr, naming the layer.
+pub fn run_f16(
+    net: &Net,
+    input: &str,
+    x: crate::ir::Tensor,
+    all: bool,
+    threads: usize,
+) -> Result<Outputs> {
+    let batch = x.shape.first().copied();
+    let engine = crate::exec::f16::F16Engine::with_options(
+        net,
+        ExecOptions {
+            threads,
+            keep_all_blobs: all,
+            batch,
+            ..ExecOptions::default()
+        },
+    )?;
+    let run = engine.run([(input, x)])?;
+    for o in &run.overflows {
+        eprintln!("warning: fp16 overflow: {o}");
+    }
+    Ok(run.outputs)
 }

@@ -49,8 +49,9 @@ max abs / max|ref|, mean abs / max|ref|, RMS / max|ref|, share of elements off b
 than 2 % of max|ref|, top-1 agreement and top-5 overlap over all inputs, and the first
 layer (in the reference's order) that exceeds the bounds.
 
-Presets: strict: max abs <= T * max(1, max|ref|) (T = 1e-4) and top-1 100 %;
-mvncheck: max <= T (2 %), mean <= T/2, RMS <= T/2, relative to max|ref|.
+Presets: strict: max abs <= T * max(1, max|ref|) (T = 1e-4) on every output and matched
+blob, and top-1 100 % on outputs; mvncheck: on outputs, max <= T (2 %), mean <= T/2,
+RMS <= T/2, relative to max|ref|.
 Exit status: 0 pass, 1 a tolerance failure, 2 bad input.
 
 Examples:

@@ -13,6 +13,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
+/// Largest blob the engine allocates, in values (16 GiB of f32): a bound that no real net
+/// reaches, so that a corrupt shape is an error instead of an allocation failure.
+pub const MAX_BLOB_VALUES: usize = 1 << 32;
+
 /// A net prepared for repeated f32 forward passes.
 pub struct Engine {
     net: Net,
@@ -52,6 +56,26 @@ impl Engine {
             net: net.name.clone(),
             source,
         })?;
+
+        let in_order = net
+            .inputs
+            .iter()
+            .map(|i| &i.name)
+            .chain(net.layers.iter().flat_map(|l| &l.tops));
+        for blob in in_order {
+            let shape = &shapes[blob];
+            let values = shape
+                .iter()
+                .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+                .filter(|&v| v <= MAX_BLOB_VALUES);
+            if values.is_none() {
+                return Err(ExecError::TooLarge {
+                    blob: blob.clone(),
+                    shape: shape.clone(),
+                    limit: MAX_BLOB_VALUES,
+                });
+            }
+        }
 
         let mut slot_names: Vec<String> = Vec::new();
         let mut slot: HashMap<String, usize> = HashMap::new();

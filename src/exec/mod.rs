@@ -7,6 +7,7 @@
 //! net's outputs (blobs produced but never consumed) or, on request, every blob.
 
 pub mod compare;
+pub mod f16;
 pub mod f32;
 mod plan;
 
@@ -65,6 +66,18 @@ pub enum ExecError {
         /// What went wrong.
         msg: String,
     },
+    /// A blob is too large to allocate (a corrupt or hostile shape).
+    #[error(
+        "blob '{blob}' would hold {shape:?} = more than {limit} values; refusing to allocate it"
+    )]
+    TooLarge {
+        /// IR blob name.
+        blob: String,
+        /// Its inferred shape.
+        shape: Vec<usize>,
+        /// The limit on values per blob.
+        limit: usize,
+    },
     /// The worker threads could not be started.
     #[error("cannot start {threads} worker threads: {msg}")]
     ThreadPool {
@@ -121,6 +134,10 @@ pub struct LayerTiming {
 /// emulation, which rounds each input and each layer's tops to f16 as the NCS stores them
 /// and records overflow. A run with a hook never fuses layers, so the hook sees every
 /// layer's own output.
+///
+/// The intended `exec::f16` engine: copy the net with every learned blob rounded to f16,
+/// build an [`Engine`] on it, and run it with a hook that rounds each input and top through
+/// `half::f16` and counts values that overflowed to ±∞. The operators are the same code.
 pub trait LayerHook: Send {
     /// Called once per fed input before any layer runs.
     fn on_input(&mut self, _name: &str, _tensor: &mut Tensor) {}

@@ -358,3 +358,85 @@ fn train_phase_applies_dropout_with_a_seeded_mask() {
     assert_eq!(a.get("drop"), b.get("drop"));
     assert_ne!(a.get("drop"), c.get("drop"));
 }
+
+#[test]
+fn plan_fuses_relus_runs_dropout_in_place_and_recycles_dead_blobs() {
+    use super::plan::{build, Action};
+    let net = small_net(1);
+    let names = [
+        "data", "conv", "relu", "pool", "norm", "fc1", "relu1", "drop", "fc2", "prob",
+    ];
+    let slot: std::collections::HashMap<String, usize> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.to_string(), i))
+        .collect();
+    let mut keep = vec![false; names.len()];
+    keep[9] = true; // prob, the output
+    let plan = build(&net, &slot, &keep, true);
+    let actions: Vec<Action> = plan.steps.iter().map(|s| s.action).collect();
+    let run = |relu| Action::Run { fused_relu: relu };
+    assert_eq!(
+        actions,
+        [
+            run(Some(0.0)),
+            Action::FusedAway { into: 0 },
+            run(None),
+            run(None),
+            run(Some(0.1)),
+            Action::FusedAway { into: 4 },
+            Action::InPlace,
+            run(None),
+            run(None),
+        ]
+    );
+    // Each computing step frees its (dead) bottom; renaming steps free nothing.
+    let released: Vec<Vec<usize>> = plan.steps.iter().map(|s| s.release.clone()).collect();
+    assert_eq!(
+        released,
+        [
+            vec![0],
+            vec![],
+            vec![2],
+            vec![3],
+            vec![4],
+            vec![],
+            vec![],
+            vec![7],
+            vec![8]
+        ]
+    );
+
+    // Without fusion the ReLUs run in place; keeping every blob disables both.
+    let plan = build(&net, &slot, &keep, false);
+    assert_eq!(plan.steps[1].action, Action::InPlace);
+    let plan = build(&net, &slot, &[true; 10], true);
+    assert!(plan
+        .steps
+        .iter()
+        .all(|s| s.action == run(None) && s.release.is_empty()));
+}
+
+#[test]
+fn absurd_shapes_are_refused_before_allocating() {
+    let net = Net {
+        name: "huge".into(),
+        inputs: vec![InputSpec {
+            name: "data".into(),
+            shape: vec![1 << 20, 3, 1 << 12, 1 << 12],
+        }],
+        layers: vec![layer(
+            "relu",
+            Op::Relu(ReluParams::default()),
+            "data",
+            "relu",
+            vec![],
+        )],
+        ..Net::default()
+    };
+    match Engine::new(&net) {
+        Err(ExecError::TooLarge { blob, .. }) => assert_eq!(blob, "data"),
+        Err(other) => panic!("unexpected {other}"),
+        Ok(_) => panic!("accepted a 2^46-value input"),
+    }
+}

@@ -45,9 +45,9 @@ pub enum LmdbError {
         /// Database directory.
         path: PathBuf,
     },
-    /// A key is longer than LMDB allows.
-    #[error("LMDB {}: key of {len} bytes exceeds LMDB's {MAX_KEY_BYTES}: {key}", path.display())]
-    KeyTooLong {
+    /// A key is empty or longer than LMDB allows.
+    #[error("LMDB {}: key of {len} bytes (LMDB keys hold 1 to {MAX_KEY_BYTES}): {key}", path.display())]
+    KeyLength {
         /// Database directory.
         path: PathBuf,
         /// The key (lossy UTF-8).
@@ -133,7 +133,7 @@ impl LmdbWriter {
     /// Adds one record. Keys must be unique; LMDB stores them sorted.
     pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), LmdbError> {
         if key.len() > MAX_KEY_BYTES || key.is_empty() {
-            return Err(LmdbError::KeyTooLong {
+            return Err(LmdbError::KeyLength {
                 path: self.dest.clone(),
                 key: String::from_utf8_lossy(key).into_owned(),
                 len: key.len(),

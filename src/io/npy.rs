@@ -125,8 +125,10 @@ enum Element {
     F64,
 }
 
-/// Decodes an in-memory `.npy`; `expected` optionally pins the shape.
-fn decode_npy(bytes: &[u8], expected: Option<&[usize]>) -> Result<Tensor, NpyErrorKind> {
+/// Decodes `.npy` bytes already in memory (what [`read_npy`] does after reading the file),
+/// with the same header-before-allocation checks; `expected` as in [`read_npy_expect`].
+/// Public so that the mutation tests can feed mutants without touching the disk.
+pub fn decode_npy(bytes: &[u8], expected: Option<&[usize]>) -> Result<Tensor, NpyErrorKind> {
     let header_end = header_end(bytes)?;
     let header = Header::from_reader(&mut &bytes[..header_end])
         .map_err(|e| NpyErrorKind::Header(e.to_string()))?;

@@ -25,7 +25,10 @@ use super::pb::{
 };
 use super::pool_map::{divisor_correction, AxisPlan};
 use super::tensor::{f32_proto, i64_proto};
-use super::{OnnxError, OnnxResult, CAFFE_NAMES_KEY, IR_VERSION, OPSET_VERSION};
+use super::{
+    OnnxError, OnnxResult, BATCH_SYMBOL, CAFFE_NAMES_KEY, INPUT_SHAPES_KEY, IR_VERSION,
+    OPSET_VERSION,
+};
 use crate::ir::{Layer, Net, Op, Tensor};
 use crate::ops::canonical_axis;
 use crate::ops::eltwise::EltwiseOp;
@@ -89,37 +92,46 @@ pub fn export_with_blob_map(net: &Net) -> OnnxResult<(ModelProto, BTreeMap<Strin
         emit_layer(&mut b, &ctx)?;
     }
 
-    let value_info = |name: &str, shape: &[usize]| ValueInfoProto {
-        name: name.to_string(),
-        r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: DataType::Float as i32,
-                shape: Some(TensorShapeProto {
-                    dim: shape
-                        .iter()
-                        .map(|&d| tensor_shape_proto::Dimension {
-                            value: Some(tensor_shape_proto::dimension::Value::DimValue(d as i64)),
-                            ..Default::default()
-                        })
-                        .collect(),
-                }),
-            })),
+    // The batch (dim 0) is symbolic so that other runtimes accept any batch, as Caffe
+    // reshapes at run time; the declared shapes travel in the metadata for our importer.
+    let batch = graph_inputs.first().and_then(|(_, s)| s.first().copied());
+    let value_info = |name: &str, shape: &[usize], symbolic_batch: bool| {
+        use tensor_shape_proto::dimension::Value;
+        let dim = shape
+            .iter()
+            .enumerate()
+            .map(|(i, &d)| tensor_shape_proto::Dimension {
+                value: if i == 0 && symbolic_batch {
+                    Some(Value::DimParam(BATCH_SYMBOL.into()))
+                } else if i == 0 {
+                    None
+                } else {
+                    Some(Value::DimValue(d as i64))
+                },
+                ..Default::default()
+            })
+            .collect();
+        ValueInfoProto {
+            name: name.to_string(),
+            r#type: Some(TypeProto {
+                value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                    elem_type: DataType::Float as i32,
+                    shape: Some(TensorShapeProto { dim }),
+                })),
+                ..Default::default()
+            }),
             ..Default::default()
-        }),
-        ..Default::default()
+        }
     };
-    let mut intermediates = Vec::new();
     let mut caffe_names = BTreeMap::new();
     for l in &net.layers {
         for (i, t) in l.tops.iter().enumerate() {
-            if !b.produced.contains(t) {
-                continue;
-            }
-            if let Some(c) = l.caffe_tops.get(i).filter(|c| *c != t) {
+            if let Some(c) = l
+                .caffe_tops
+                .get(i)
+                .filter(|c| *c != t && b.produced.contains(t))
+            {
                 caffe_names.insert(t.clone(), c.clone());
-            }
-            if !outputs.contains(t) && !matches!(l.op, Op::Input { .. }) {
-                intermediates.push(value_info(t, &shapes[t]));
             }
         }
     }
@@ -138,14 +150,26 @@ pub fn export_with_blob_map(net: &Net) -> OnnxResult<(ModelProto, BTreeMap<Strin
         } else {
             net.name.clone()
         },
-        input: graph_inputs.iter().map(|(n, s)| value_info(n, s)).collect(),
-        output: outputs.iter().map(|o| value_info(o, &shapes[o])).collect(),
-        value_info: intermediates,
+        input: graph_inputs
+            .iter()
+            .map(|(n, s)| value_info(n, s, true))
+            .collect(),
+        output: outputs
+            .iter()
+            .map(|o| value_info(o, &shapes[o], shapes[o].first().copied() == batch))
+            .collect(),
         node: b.nodes,
         initializer: b.initializers,
         ..Default::default()
     };
-    let mut metadata_props = Vec::new();
+    let declared: BTreeMap<&str, &[usize]> = graph_inputs
+        .iter()
+        .map(|(n, s)| (n.as_str(), s.as_slice()))
+        .collect();
+    let mut metadata_props = vec![StringStringEntryProto {
+        key: INPUT_SHAPES_KEY.into(),
+        value: serde_json::to_string(&declared).unwrap_or_default(),
+    }];
     if !caffe_names.is_empty() {
         metadata_props.push(StringStringEntryProto {
             key: CAFFE_NAMES_KEY.into(),
@@ -442,8 +466,9 @@ fn emit_layer(b: &mut Builder, c: &LayerCtx) -> OnnxResult<()> {
                     transpose_2d(&w, p.num_output, k)
                 };
                 let flat = if rank != axis + 1 {
-                    let mut target: Vec<i64> = to_i64s(&in_shape[..axis]);
-                    target.push(k as i64);
+                    // Copy the leading dims (0) and infer K (−1): any batch size works.
+                    let mut target = vec![0i64; axis];
+                    target.push(-1);
                     let shape = b.init_i64(&c.helper("shape"), &target)?;
                     let r = c.helper("reshape");
                     b.node(&r, "Reshape", vec![x, shape], &r, vec![])?;
@@ -513,17 +538,28 @@ fn emit_layer(b: &mut Builder, c: &LayerCtx) -> OnnxResult<()> {
             if s == 1 && e + 1 == rank {
                 b.node(c.name(), "Flatten", vec![x], c.top(), vec![int("axis", 1)])
             } else {
-                let shape = b.init_i64(&c.helper("shape"), &to_i64s(&c.out_shapes[0]))?;
+                // Leading dims are copied (0), the merged one inferred (−1), the trailing
+                // ones written out (ONNX's 0 copies the same index, which shifts there).
+                let mut target = vec![0i64; s];
+                target.push(-1);
+                target.extend(to_i64s(&c.in_shapes[0][e + 1..]));
+                let shape = b.init_i64(&c.helper("shape"), &target)?;
                 b.node(c.name(), "Reshape", vec![x, shape], c.top(), vec![])
             }
         }
         Op::Reshape(p) => {
-            // ONNX Reshape's 0 (copy) and −1 (infer) are Caffe's when Caffe reshapes the
-            // whole blob; otherwise the static target shape is written.
+            // ONNX Reshape's 0 copies the input dim at the same index and −1 infers one
+            // dim, exactly Caffe's rules when Caffe reshapes from axis 0 to the end. For a
+            // partial reshape, the axes before it are copied and those after it written.
             let dims = if p.axis == 0 && p.num_axes == -1 {
                 p.dims.clone()
             } else {
-                to_i64s(&c.out_shapes[0])
+                let out = &c.out_shapes[0];
+                let start = out.len() - (rank - reshape_end(p, rank)) - p.dims.len();
+                let mut t = vec![0i64; start];
+                t.extend(&p.dims);
+                t.extend(to_i64s(&out[start + p.dims.len()..]));
+                t
             };
             let shape = b.init_i64(&c.helper("shape"), &dims)?;
             b.node(c.name(), "Reshape", vec![x, shape], c.top(), vec![])
@@ -589,6 +625,20 @@ fn emit_layer(b: &mut Builder, c: &LayerCtx) -> OnnxResult<()> {
                 b.node(c.name(), "Mul", vec![x, gamma], c.top(), vec![])
             }
         }
+    }
+}
+
+/// The end (exclusive) of the axes a Caffe Reshape replaces in a bottom of `rank` axes.
+fn reshape_end(p: &crate::ops::reshape::ReshapeParams, rank: usize) -> usize {
+    let start = if p.axis < 0 {
+        (rank as i32 + 1 + p.axis).max(0) as usize
+    } else {
+        p.axis as usize
+    };
+    if p.num_axes < 0 {
+        rank
+    } else {
+        (start + p.num_axes as usize).min(rank)
     }
 }
 

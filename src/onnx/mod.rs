@@ -36,6 +36,27 @@ pub const IR_VERSION: i64 = 8;
 /// differs from their IR name (tops of in-place layers).
 pub const CAFFE_NAMES_KEY: &str = "agegender.caffe_names";
 
+/// Metadata key holding a JSON object `{input: [dims]}`: the input shapes the net declared.
+/// Exported files give the batch axis as the symbol [`BATCH_SYMBOL`] so that any runtime
+/// accepts any batch; the importer and the tract engine default to these shapes.
+pub const INPUT_SHAPES_KEY: &str = "agegender.input_shapes";
+
+/// The `dim_param` of the batch axis in exported models.
+pub const BATCH_SYMBOL: &str = "batch";
+
+/// The input shapes a model exported by this crate declares (see [`INPUT_SHAPES_KEY`]);
+/// empty for other files.
+pub fn declared_input_shapes(
+    model: &pb::ModelProto,
+) -> std::collections::HashMap<String, Vec<usize>> {
+    model
+        .metadata_props
+        .iter()
+        .find(|e| e.key == INPUT_SHAPES_KEY)
+        .and_then(|e| serde_json::from_str(&e.value).ok())
+        .unwrap_or_default()
+}
+
 /// Largest element count accepted for any one tensor (weights, inputs, inferred blobs).
 /// Checked before anything is allocated so that dims like 2^62 are refused up front.
 pub const MAX_ELEMENTS: usize = 1 << 31;

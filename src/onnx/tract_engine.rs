@@ -56,7 +56,12 @@ impl TractModel {
         extra_outputs: &[String],
     ) -> OnnxResult<Self> {
         let dir = model_dir.and_then(|d| d.to_str());
-        let parsed = tract_onnx::onnx().parse(model, dir).map_err(tract_err)?;
+        // Shapes come from the inputs alone: value_info may carry another batch size.
+        let parsed = tract_onnx::onnx()
+            .with_ignore_value_info(true)
+            .parse(model, dir)
+            .map_err(tract_err)?;
+        let declared = super::declared_input_shapes(model);
         if !parsed.unresolved_inputs.is_empty() {
             return Err(OnnxError::Graph(format!(
                 "unresolved inputs: {:?}",
@@ -73,7 +78,7 @@ impl TractModel {
             .enumerate()
         {
             let name = m.node(outlet.node).name.clone();
-            let shape = match input_shapes.get(&name) {
+            let shape = match input_shapes.get(&name).or_else(|| declared.get(&name)) {
                 Some(s) => s.clone(),
                 None => {
                     let fact = m.input_fact(ix).map_err(tract_err)?;

@@ -4,7 +4,7 @@
 
 use super::activation::relu_in_place;
 use super::ctx::Ctx;
-use super::gemm::{sgemm, MatRef};
+use super::gemm::{sgemm, Layout, MatRef};
 use super::im2col::{with_scratch, ConvGeometry};
 use super::{expect_blob_len, expect_bottoms, per_image_parallel, OpError, OpResult};
 use crate::ir::{Filler, Tensor};
@@ -135,8 +135,9 @@ impl ConvParams {
     /// output (the engine does this only when nobody needs the pre-activation blob).
     ///
     /// Batches with enough images run one image per rayon task with a single-threaded GEMM
-    /// (no synchronisation inside a layer); small batches use a multithreaded GEMM and a
-    /// parallel im2col.
+    /// (no synchronisation inside a layer). Smaller batches go image by image with a
+    /// parallel im2col and the product split into one single-threaded GEMM per thread (see
+    /// [`GroupProduct`]).
     pub fn forward(
         &self,
         x: &Tensor,
@@ -147,11 +148,8 @@ impl ConvParams {
         let geo = self.geometry(&x.shape)?;
         let groups = self.group;
         let m = self.num_output;
-        let m_g = m / groups;
-        let k_g = geo.col_rows() / groups;
-        let hw = geo.col_cols();
+        let (m_g, k_g, hw) = (m / groups, geo.col_rows() / groups, geo.col_cols());
         expect_blob_len(blobs, 0, m * k_g, "weights")?;
-        let weights = &blobs[0].data;
         let bias = if self.bias_term {
             expect_blob_len(blobs, 1, m, "bias")?;
             Some(&blobs[1].data[..])
@@ -159,38 +157,34 @@ impl ConvParams {
             None
         };
         let n = x.shape[0];
-        let in_image = x.count_from(1);
-        let out_image = m * hw;
+        let (in_image, out_image) = (x.count_from(1), m * hw);
         let mut y = ctx.tensor(&[n, m, geo.output[0], geo.output[1]]);
         if n == 0 || out_image == 0 {
             return Ok(y);
         }
-
         let one_image = |image: &[f32], out: &mut [f32], threads: usize| {
-            let mut gemms = |col: &[f32]| {
-                for g in 0..groups {
-                    sgemm(
-                        m_g,
-                        hw,
-                        k_g,
-                        MatRef::row_major(&weights[g * m_g * k_g..][..m_g * k_g], k_g),
-                        MatRef::row_major(&col[g * k_g * hw..][..k_g * hw], hw),
-                        &mut out[g * m_g * hw..][..m_g * hw],
-                        hw,
-                        false,
-                        threads,
-                    );
+            let mut run = |col: &[f32]| {
+                for (g, out_g) in out.chunks_mut(m_g * hw).enumerate() {
+                    let product = GroupProduct {
+                        weights: &blobs[0].data[g * m_g * k_g..][..m_g * k_g],
+                        columns: &col[g * k_g * hw..][..k_g * hw],
+                        bias: bias.map(|b| &b[g * m_g..][..m_g]),
+                        relu,
+                        rows: m_g,
+                        depth: k_g,
+                        cols: hw,
+                    };
+                    product.run(out_g, threads);
                 }
             };
             if geo.is_identity() {
-                gemms(image);
+                run(image);
             } else {
                 with_scratch(geo.col_rows() * hw, |col| {
                     geo.im2col(image, col, threads > 1);
-                    gemms(col);
+                    run(col);
                 });
             }
-            bias_and_relu(out, hw, bias, relu);
         };
 
         let threads = ctx.threads;
@@ -205,6 +199,106 @@ impl ConvParams {
             }
         }
         Ok(y)
+    }
+}
+
+/// One group's product for one image, `out[rows × cols] = W[rows × depth] · col[depth ×
+/// cols] + bias`, then the fused ReLU.
+struct GroupProduct<'a> {
+    weights: &'a [f32],
+    columns: &'a [f32],
+    bias: Option<&'a [f32]>,
+    relu: Option<f32>,
+    rows: usize,
+    depth: usize,
+    cols: usize,
+}
+
+impl GroupProduct<'_> {
+    /// Runs on `threads` threads, each with its own single-threaded GEMM (no
+    /// synchronisation inside it). The split goes along the larger operand so that it is
+    /// packed once overall rather than once per thread: output positions when the column
+    /// buffer is the larger (conv1, conv2 of AgeNet), output channels otherwise (conv3).
+    fn run(&self, out: &mut [f32], threads: usize) {
+        if threads <= 1 {
+            self.rows_block(0, out);
+        } else if self.cols > self.rows {
+            self.split_columns(out, threads);
+        } else {
+            let per_block = self
+                .rows
+                .div_ceil(threads)
+                .next_multiple_of(8)
+                .min(self.rows);
+            out.par_chunks_mut(per_block * self.cols)
+                .enumerate()
+                .for_each(|(b, o)| self.rows_block(b * per_block, o));
+        }
+    }
+
+    /// Output rows `first ..` (as many as `out` holds), with their bias and ReLU.
+    fn rows_block(&self, first: usize, out: &mut [f32]) {
+        let rows = out.len() / self.cols;
+        sgemm(
+            rows,
+            self.cols,
+            self.depth,
+            MatRef::row_major(
+                &self.weights[first * self.depth..][..rows * self.depth],
+                self.depth,
+            ),
+            MatRef::row_major(self.columns, self.cols),
+            out,
+            self.cols,
+            false,
+            1,
+        );
+        let bias = self.bias.map(|b| &b[first..first + rows]);
+        bias_and_relu(out, self.cols, bias, self.relu);
+    }
+
+    /// Each thread computes every output row for a block of output positions into its own
+    /// buffer; the blocks are then copied into place with the bias and ReLU.
+    fn split_columns(&self, out: &mut [f32], threads: usize) {
+        let per_block = self
+            .cols
+            .div_ceil(threads)
+            .next_multiple_of(16)
+            .min(self.cols);
+        let blocks: Vec<(usize, Vec<f32>)> = (0..self.cols.div_ceil(per_block))
+            .into_par_iter()
+            .map(|b| {
+                let first = b * per_block;
+                let width = per_block.min(self.cols - first);
+                let mut block = vec![0.0f32; self.rows * width];
+                let columns = MatRef {
+                    data: &self.columns[first..],
+                    layout: Layout::RowMajor { ld: self.cols },
+                };
+                sgemm(
+                    self.rows,
+                    width,
+                    self.depth,
+                    MatRef::row_major(self.weights, self.depth),
+                    columns,
+                    &mut block,
+                    width,
+                    false,
+                    1,
+                );
+                (first, block)
+            })
+            .collect();
+        out.par_chunks_mut(self.cols)
+            .enumerate()
+            .for_each(|(r, row)| {
+                for (first, block) in &blocks {
+                    let width = block.len() / self.rows;
+                    row[*first..first + width].copy_from_slice(&block[r * width..][..width]);
+                }
+                let bias = self.bias.map(|b| &b[r..r + 1]);
+                bias_and_relu(row, self.cols, bias, self.relu);
+            });
     }
 }
 

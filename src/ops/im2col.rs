@@ -69,36 +69,37 @@ impl ConvGeometry {
         (lo.min(out), hi.min(out).max(lo.min(out)))
     }
 
-    /// Writes the `kh·kw` rows of one input channel (`plane`, H×W) into `rows`.
-    fn channel_rows(&self, plane: &[f32], rows: &mut [f32]) {
+    /// Writes the `kw` rows of kernel row `i` of one input channel (`plane`, H×W) into
+    /// `rows`.
+    fn kernel_row(&self, plane: &[f32], i: usize, rows: &mut [f32]) {
         let [h, w] = self.input;
         let [oh, ow] = self.output;
         let hw = oh * ow;
-        for i in 0..self.kernel[0] {
-            let off_h = i * self.dilation[0];
-            let (oy_lo, oy_hi) = Self::valid_range(oh, h, self.stride[0], self.pad[0], off_h);
-            for j in 0..self.kernel[1] {
-                let off_w = j * self.dilation[1];
-                let (ox_lo, ox_hi) = Self::valid_range(ow, w, self.stride[1], self.pad[1], off_w);
-                let row = &mut rows[(i * self.kernel[1] + j) * hw..][..hw];
-                row[..oy_lo * ow].fill(0.0);
-                row[oy_hi * ow..].fill(0.0);
-                for oy in oy_lo..oy_hi {
-                    let iy = oy * self.stride[0] + off_h - self.pad[0];
-                    let src = &plane[iy * w..][..w];
-                    let dst = &mut row[oy * ow..][..ow];
-                    dst[..ox_lo].fill(0.0);
-                    dst[ox_hi..].fill(0.0);
-                    if ox_hi > ox_lo {
-                        let ix0 = ox_lo * self.stride[1] + off_w - self.pad[1];
-                        let dst = &mut dst[ox_lo..ox_hi];
-                        if self.stride[1] == 1 {
-                            dst.copy_from_slice(&src[ix0..ix0 + dst.len()]);
-                        } else {
-                            let s = self.stride[1];
-                            for (k, d) in dst.iter_mut().enumerate() {
-                                *d = src[ix0 + k * s];
-                            }
+        let off_h = i * self.dilation[0];
+        let (oy_lo, oy_hi) = Self::valid_range(oh, h, self.stride[0], self.pad[0], off_h);
+        for j in 0..self.kernel[1] {
+            let off_w = j * self.dilation[1];
+            let (ox_lo, ox_hi) = Self::valid_range(ow, w, self.stride[1], self.pad[1], off_w);
+            let row = &mut rows[j * hw..][..hw];
+            row[..oy_lo * ow].fill(0.0);
+            row[oy_hi * ow..].fill(0.0);
+            for oy in oy_lo..oy_hi {
+                let iy = oy * self.stride[0] + off_h - self.pad[0];
+                let src = &plane[iy * w..][..w];
+                let dst = &mut row[oy * ow..][..ow];
+                dst[..ox_lo].fill(0.0);
+                dst[ox_hi..].fill(0.0);
+                if ox_hi > ox_lo {
+                    let ix0 = ox_lo * self.stride[1] + off_w - self.pad[1];
+                    let dst = &mut dst[ox_lo..ox_hi];
+                    if self.stride[1] == 1 {
+                        dst.copy_from_slice(&src[ix0..ix0 + dst.len()]);
+                    } else {
+                        let taps = &src[ix0..][..(dst.len() - 1) * self.stride[1] + 1];
+                        match self.stride[1] {
+                            2 => gather::<2>(taps, dst),
+                            4 => gather::<4>(taps, dst),
+                            s => gather_dyn(taps, dst, s),
                         }
                     }
                 }
@@ -107,24 +108,47 @@ impl ConvGeometry {
     }
 
     /// im2col of one image (`image`: C×H×W) into `col` (`col_rows × col_cols`). With
-    /// `parallel`, channels are spread over the current rayon pool.
+    /// `parallel`, the (channel, kernel row) units are spread over the current rayon pool.
     ///
     /// # Panics
     /// When `image` or `col` is smaller than the geometry says.
     pub fn im2col(&self, image: &[f32], col: &mut [f32], parallel: bool) {
         let plane = self.input[0] * self.input[1];
-        let per_channel = self.kernel[0] * self.kernel[1] * self.col_cols();
+        // One unit = one (channel, kernel row): `kw` rows of the column buffer. Finer than
+        // a channel, so that a 3-channel first layer still spreads over the threads.
+        let per_unit = self.kernel[1] * self.col_cols();
+        let units = self.channels * self.kernel[0];
         let image = &image[..self.channels * plane];
-        let col = &mut col[..self.channels * per_channel];
-        if parallel && self.channels > 1 {
-            col.par_chunks_mut(per_channel)
-                .zip(image.par_chunks(plane))
-                .for_each(|(rows, p)| self.channel_rows(p, rows));
+        let col = &mut col[..units * per_unit];
+        let unit = |u: usize, rows: &mut [f32]| {
+            let (c, i) = (u / self.kernel[0], u % self.kernel[0]);
+            self.kernel_row(&image[c * plane..][..plane], i, rows);
+        };
+        if parallel && units > 1 {
+            col.par_chunks_mut(per_unit)
+                .enumerate()
+                .for_each(|(u, rows)| unit(u, rows));
         } else {
-            for (rows, p) in col.chunks_mut(per_channel).zip(image.chunks(plane)) {
-                self.channel_rows(p, rows);
+            for (u, rows) in col.chunks_mut(per_unit).enumerate() {
+                unit(u, rows);
             }
         }
+    }
+}
+
+/// `dst[k] = src[k·S]` with the stride known at compile time, which lets the compiler
+/// vectorise the strided loads (Caffe's AlexNet-style conv1 has stride 4).
+#[inline(always)]
+fn gather<const S: usize>(src: &[f32], dst: &mut [f32]) {
+    for (k, d) in dst.iter_mut().enumerate() {
+        *d = src[k * S];
+    }
+}
+
+/// `dst[k] = src[k·stride]` for other strides.
+fn gather_dyn(src: &[f32], dst: &mut [f32], stride: usize) {
+    for (d, &v) in dst.iter_mut().zip(src.iter().step_by(stride)) {
+        *d = v;
     }
 }
 

@@ -6,7 +6,7 @@
 //! AVE pooling does) and uses `k = 1`.
 
 use super::ctx::Ctx;
-use super::pool::PoolWindow;
+use super::window::PoolWindow;
 use super::{expect_bottoms, OpError, OpResult};
 use crate::ir::Tensor;
 use rayon::prelude::*;
@@ -166,7 +166,7 @@ impl LrnParams {
             .zip(x.data.par_chunks(plane))
             .for_each(|(out, src)| {
                 let squares: Vec<f32> = src.iter().map(|v| v * v).collect();
-                win.ave_plane(&squares, out);
+                win.ave_planes(&squares, out);
                 for o in out.iter_mut() {
                     *o = 1.0 + alpha * *o;
                 }

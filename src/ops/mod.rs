@@ -35,6 +35,7 @@ pub mod lrn;
 pub mod pool;
 pub mod reshape;
 pub mod softmax;
+pub mod window;
 
 /// An error from a shape rule or a forward pass, without the layer name (the caller adds it).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -3,6 +3,7 @@
 //! beyond `H + p` (so every window starts inside the image or its left padding).
 
 use super::ctx::Ctx;
+pub use super::window::PoolWindow;
 use super::{expect_bottoms, OpError, OpResult};
 use crate::ir::Tensor;
 use rayon::prelude::*;
@@ -122,94 +123,6 @@ impl PoolParams {
     }
 }
 
-/// The window geometry of a pooling over one H×W plane.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PoolWindow {
-    /// Input height and width.
-    pub input: [usize; 2],
-    /// Output height and width.
-    pub output: [usize; 2],
-    /// Window height and width.
-    pub kernel: [usize; 2],
-    /// Stride (height, width).
-    pub stride: [usize; 2],
-    /// Padding (height, width).
-    pub pad: [usize; 2],
-}
-
-/// One window along one axis: the clipped input range and Caffe's AVE divisor factor.
-#[derive(Debug, Clone, Copy)]
-struct Span {
-    start: usize,
-    end: usize,
-    /// `min(start_unclipped + k, input + pad) − start_unclipped`: the window clipped to the
-    /// padded border only, as Caffe's `pool_size` counts it.
-    ave_count: usize,
-}
-
-impl PoolWindow {
-    /// Caffe's window for output index `o` along `axis`: `hstart = o·s − p`,
-    /// `hend = min(hstart + k, H + p)`, the AVE count taken there, then both clipped to the
-    /// image.
-    fn span(&self, axis: usize, o: usize) -> Span {
-        let (k, s, p, n) = (
-            self.kernel[axis],
-            self.stride[axis],
-            self.pad[axis],
-            self.input[axis],
-        );
-        // Work in coordinates shifted by +p so that everything stays unsigned.
-        let start_shifted = o * s;
-        let end_shifted = (start_shifted + k).min(n + 2 * p);
-        let ave_count = end_shifted - start_shifted;
-        let start = start_shifted.saturating_sub(p).min(n);
-        let end = end_shifted.saturating_sub(p).min(n);
-        Span {
-            start,
-            end,
-            ave_count,
-        }
-    }
-
-    fn spans(&self, axis: usize) -> Vec<Span> {
-        (0..self.output[axis]).map(|o| self.span(axis, o)).collect()
-    }
-
-    /// MAX pooling of one plane (Caffe initialises with −FLT_MAX, so padding never wins).
-    pub fn max_plane(&self, src: &[f32], dst: &mut [f32]) {
-        let w = self.input[1];
-        let (rows, cols) = (self.spans(0), self.spans(1));
-        for (dst_row, r) in dst.chunks_mut(self.output[1]).zip(&rows) {
-            for (d, c) in dst_row.iter_mut().zip(&cols) {
-                let mut m = -f32::MAX;
-                for y in r.start..r.end {
-                    for &v in &src[y * w + c.start..y * w + c.end] {
-                        m = if v > m { v } else { m };
-                    }
-                }
-                *d = m;
-            }
-        }
-    }
-
-    /// AVE pooling of one plane: the clipped window's sum over Caffe's `pool_size`.
-    pub fn ave_plane(&self, src: &[f32], dst: &mut [f32]) {
-        let w = self.input[1];
-        let (rows, cols) = (self.spans(0), self.spans(1));
-        for (dst_row, r) in dst.chunks_mut(self.output[1]).zip(&rows) {
-            for (d, c) in dst_row.iter_mut().zip(&cols) {
-                let mut sum = 0.0f32;
-                for y in r.start..r.end {
-                    for &v in &src[y * w + c.start..y * w + c.end] {
-                        sum += v;
-                    }
-                }
-                *d = sum / (r.ave_count * c.ave_count) as f32;
-            }
-        }
-    }
-}
-
 impl PoolParams {
     /// The window geometry for an N×C×H×W bottom.
     pub fn window(&self, bottom: &[usize]) -> OpResult<PoolWindow> {
@@ -233,14 +146,16 @@ impl PoolParams {
         if y.is_empty() || in_plane == 0 {
             return Ok(y);
         }
+        // A few planes per task: enough to amortise the window tables, small enough to
+        // split one image's channels over the threads.
+        const PLANES_PER_TASK: usize = 8;
         let method = self.method;
         y.data
-            .par_chunks_mut(out_plane)
-            .zip(x.data.par_chunks(in_plane))
-            .with_min_len(4)
+            .par_chunks_mut(out_plane * PLANES_PER_TASK)
+            .zip(x.data.par_chunks(in_plane * PLANES_PER_TASK))
             .for_each(|(dst, src)| match method {
-                PoolMethod::Max => win.max_plane(src, dst),
-                PoolMethod::Ave => win.ave_plane(src, dst),
+                PoolMethod::Max => win.max_planes(src, dst),
+                PoolMethod::Ave => win.ave_planes(src, dst),
             });
         Ok(y)
     }

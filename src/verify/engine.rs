@@ -78,7 +78,7 @@ impl Model {
                     proto: Box::new(onnx::import::read_model(path)?),
                 })
             }
-            "prototxt" | "pt" | "txt" => Ok(Model::Caffe {
+            "prototxt" | "txt" => Ok(Model::Caffe {
                 path: path.to_path_buf(),
                 net: crate::caffe::load_net(path, weights, Phase::Test)?,
             }),

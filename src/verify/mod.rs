@@ -159,6 +159,11 @@ pub fn compare(
             intermediates.push(m);
         }
     }
+    // strict checks a conversion: any matched blob out of bounds is a failure, even when
+    // later layers hide it. mvncheck judges the outputs only, as mvNCCheck does.
+    if tolerance.preset == Preset::Strict && first_divergent_layer.is_some() {
+        pass = false;
+    }
     Ok(Comparison {
         reference: r.label().to_string(),
         candidate: c.label().to_string(),

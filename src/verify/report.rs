@@ -12,7 +12,7 @@ pub struct Comparison {
     pub reference: String,
     /// "MODEL [engine]" of the candidate.
     pub candidate: String,
-    /// Every output within tolerance.
+    /// Every output within tolerance (and, for `strict`, every matched blob).
     pub pass: bool,
     /// Metrics of each net output.
     pub outputs: Vec<BlobMetrics>,

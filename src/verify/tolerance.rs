@@ -8,11 +8,13 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Preset {
-    /// `max_abs ≤ T · max(1, max|ref|)` (T = 1e-4) on every blob, and top-1 agreement of
-    /// 100 % on every net output with at least two classes.
+    /// `max_abs ≤ T · max(1, max|ref|)` (T = 1e-4) on every output and every matched
+    /// intermediate blob, and top-1 agreement of 100 % on every net output with at least
+    /// two classes: the rule for checking a conversion.
     Strict,
     /// mvNCCheck: max error ≤ T (2 %), mean error ≤ T/2, RMS (L2) error ≤ T/2, all relative
-    /// to max|ref|; so no element is off by more than T.
+    /// to max|ref|, so no element is off by more than T; judged on the outputs only
+    /// (intermediate blobs still locate the first divergent layer).
     Mvncheck,
 }
 

@@ -8,6 +8,27 @@
 //! constant (fp16 RNE, device layouts, 64-byte aligned) in depth-first stage-tree order.
 //! What the stick cannot run is refused with the layer named; accuracy risks (fp16
 //! overflow for the declared input range) come back as warnings.
+//!
+//! Verified byte for byte: the Caffe-compiled `empty` graph (NCS_GRAPH_FORMAT.md §10.1),
+//! every record, constant and pointer of SIMCAM's emotion graph (apart from the vendor's
+//! extra eltwise parameter arrays), and the AgeNet layout derived in §10.3.
+//!
+//! Deviations from mvNCCompile 1.12, each deliberate:
+//! - `-is W H` resizes a Caffe net's input (mvNCCompile ignores it for Caffe) and warns.
+//! - A legacy `input_dim` prototxt compiles (the Caffe loader upgrades it; mvNCCompile
+//!   rejects it with "Input Layer must be in an input_shape construct").
+//! - Layers that do not contribute to the output are left out with a warning.
+//! - Refused rather than mis-compiled: a ReLU or BatchNorm/Scale whose producer's output
+//!   another layer already reads (mvNCCompile would fuse it into what that reader sees),
+//!   InnerProduct with `axis` ≠ 1, non-ASCII names. `transpose` InnerProduct weights are
+//!   honoured (mvNCCompile ignores the flag).
+//! - Not implemented (refused with the layer named): Concat, Slice, grouped convolution
+//!   with 1 < group < C, Reshape, Deconvolution, ELU, Power, Crop, `.conf` optimisation
+//!   masks.
+//! - Inferred, not seen in a real file (tag I): tap dims (0, C, C) of sigmoid, tanh, PReLU,
+//!   flatten and stand-alone scale stages; a Scale after a stand-alone BatchNorm scale stage
+//!   folds into it; the stage-tree parent of a multi-input stage is its latest-created
+//!   producer (matches the emotion graph; the toolkit's rule for other branchings is unknown).
 
 mod bounds;
 mod lower;

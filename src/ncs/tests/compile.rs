@@ -616,3 +616,231 @@ fn original_levi_hassner_deploys_compile_or_are_refused() {
         "{e}"
     );
 }
+
+/// cifar10_full (real caffemodel): ReLU after pooling becomes the pooling stage's post-op,
+/// and each WITHIN_CHANNEL LRN becomes the four stages of §6.2. Compiling, lifting the
+/// graph back and running it with the fp16 emulation reproduces OpenCV's Caffe outputs
+/// within mvNCCheck's 2 % of max|ref| on every layer the graph keeps.
+#[test]
+fn cifar10_full_compiles_lifts_and_runs_in_fp16_like_opencv() {
+    use crate::exec::compare::{compare_layers, load_golden_case};
+    use crate::exec::f16::{F16Engine, OverflowKind};
+    use crate::exec::ExecOptions;
+    let (Some(proto), Some(model), Some(golden)) = (
+        shared("fixtures-real/caffe/cifar10_full/cifar10_full.prototxt"),
+        shared("fixtures-real/caffe/cifar10_full/cifar10_full_iter_70000.caffemodel"),
+        shared("fixtures-real/caffe/golden.json"),
+    ) else {
+        return;
+    };
+    let net = load_net(&proto, Some(&model), Phase::Test).unwrap();
+    let g = compile(&net, &CompileOptions::default()).unwrap().graph;
+    let names: Vec<&str> = g.stages.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "data",
+            "conv1",
+            "pool1",
+            "norm1_Square",
+            "norm1_AvgPool",
+            "norm1_InnerLRN",
+            "norm1",
+            "conv2",
+            "pool2",
+            "norm2_Square",
+            "norm2_AvgPool",
+            "norm2_InnerLRN",
+            "norm2",
+            "conv3",
+            "pool3",
+            "ip1",
+            "prob"
+        ]
+    );
+    // pool1 + relu1: a max pooling stage with ReLU post-op, named after relu1's top, which
+    // is "pool1" because Caffe's relu1 is in place
+    let pool1 = &g.stages[2];
+    assert_eq!(pool1.op, StageOp::MaxPooling);
+    assert_eq!(pool1.post_op, StageOp::Relu);
+    let sq = &g.stages[3];
+    let (avg, inner, prod) = (&g.stages[4], &g.stages[5], &g.stages[6]);
+    assert_eq!(
+        (sq.op, avg.op, inner.op, prod.op),
+        (
+            StageOp::Square,
+            StageOp::AveragePooling,
+            StageOp::InnerLrn,
+            StageOp::EltwiseProd
+        )
+    );
+    assert_eq!((avg.radix, avg.pad, avg.stride), ([3, 3], [1, 1], [1, 1]));
+    assert_eq!(prod.data, sq.data, "the product reads the LRN input");
+    assert_eq!(prod.taps, inner.output);
+    assert_eq!(
+        g.f32_from_f16_at(inner.bias, 4).unwrap(),
+        [1.0, f32::from(half::f16::from_f32(5e-5)), 0.75, 0.0]
+    );
+
+    let lifted = graph_to_net(&Graph::parse(&g.to_bytes()).unwrap()).unwrap();
+    let again = compile(&lifted, &CompileOptions::default()).unwrap().graph;
+    assert!(again.to_bytes() == g.to_bytes(), "recompiled bytes differ");
+
+    let reference = load_golden_case(&golden, "cifar10_full_utkface_face").unwrap();
+    let e = F16Engine::with_options(
+        &lifted,
+        ExecOptions {
+            keep_all_blobs: true,
+            threads: 2,
+            ..ExecOptions::default()
+        },
+    )
+    .unwrap();
+    let input = e.engine().inputs()[0].0.to_string();
+    let run = e.run([(input, reference.input.clone())]).unwrap();
+    // cifar10 takes raw 0..255 pixels: both LRNs' 3×3 sums of squares exceed fp16 (the
+    // classic NCS overflow) while every stored value stays finite. The largest window sum
+    // agrees with the one computed from OpenCV's own LRN inputs (relu1, pool2).
+    let window_max = |t: &crate::ir::Tensor| {
+        let [_, c, h, w] = t.shape[..] else { panic!() };
+        let mut best = 0.0f32;
+        for ch in 0..c {
+            for y in 0..h {
+                for x in 0..w {
+                    let mut sum = 0.0;
+                    for yy in y.saturating_sub(1)..(y + 2).min(h) {
+                        for xx in x.saturating_sub(1)..(x + 2).min(w) {
+                            sum += t.data[(ch * h + yy) * w + xx].powi(2);
+                        }
+                    }
+                    best = best.max(sum);
+                }
+            }
+        }
+        best
+    };
+    let golden_of = |n: &str| &reference.layers.iter().find(|(l, _)| l == n).unwrap().1;
+    let reported: Vec<(&str, OverflowKind, f32)> = run
+        .overflows
+        .iter()
+        .map(|o| (o.layer.as_str(), o.what, o.max_abs))
+        .collect();
+    let layers: Vec<&str> = reported.iter().map(|r| r.0).collect();
+    assert_eq!(layers, ["norm1", "norm2"], "{reported:?}");
+    for ((layer, what, sum), input) in reported.iter().zip(["relu1", "pool2"]) {
+        let expected = window_max(golden_of(input));
+        assert_eq!(*what, OverflowKind::LrnSumOfSquares);
+        assert!(expected > 65504.0);
+        assert!(
+            (sum - expected).abs() <= 0.01 * expected,
+            "{layer}: {sum} vs {expected}"
+        );
+    }
+    // the graph keeps the outputs of the fused groups: conv1 (no ReLU), pool1+relu1, norm1,
+    // conv2+relu2, pool2, norm2, conv3+relu3, pool3, ip1, prob
+    let kept = [
+        "conv1", "relu1", "norm1", "relu2", "pool2", "norm2", "relu3", "pool3", "ip1", "prob",
+    ];
+    let mut reference = reference;
+    reference.layers.retain(|(n, _)| kept.contains(&n.as_str()));
+    // lifted blobs are named after stages: map the Caffe layer to the stage holding it
+    fn stage_of(caffe: &str) -> &str {
+        match caffe {
+            "relu1" => "pool1/relu",
+            "relu2" => "conv2/relu",
+            "relu3" => "conv3/relu",
+            other => other,
+        }
+    }
+    for (n, _) in &mut reference.layers {
+        *n = stage_of(n).to_string();
+    }
+    let diffs = compare_layers(e.engine().net(), &run.outputs, &reference, 1.0).unwrap();
+    assert_eq!(diffs.len(), kept.len());
+    for d in &diffs {
+        assert!(
+            d.max_abs <= 0.02 * d.max_ref,
+            "{}: max error {:.3} % of max|ref|",
+            d.layer,
+            100.0 * d.max_abs / d.max_ref
+        );
+    }
+}
+
+/// MTCNN det3 (PReLU, three heads): by default the first network output (conv6-2) is
+/// compiled and the other heads are left out with a warning; `-on prob1` compiles the
+/// classification head. PReLU becomes its own stage with the slopes in the bias slot; the
+/// lifted graph run in fp16 matches OpenCV within 2 % of max|ref|.
+#[test]
+fn mtcnn_det3_heads_prelu_stages_and_fp16_run() {
+    use crate::exec::compare::{compare_layers, load_golden_case};
+    use crate::exec::f16::F16Engine;
+    use crate::exec::ExecOptions;
+    let (Some(proto), Some(model), Some(golden)) = (
+        shared("fixtures-real/caffe/mtcnn/det3.prototxt"),
+        shared("fixtures-real/caffe/mtcnn/det3.caffemodel"),
+        shared("fixtures-real/caffe/golden.json"),
+    ) else {
+        return;
+    };
+    let net = load_net(&proto, Some(&model), Phase::Test).unwrap();
+    let c = compile(&net, &CompileOptions::default()).unwrap();
+    assert_eq!(c.graph.stages.last().unwrap().name, "conv6-2");
+    assert!(c
+        .warnings
+        .iter()
+        .any(|w| w.message.contains("not compiled: conv6-1")));
+    let opts = CompileOptions {
+        output_layer: Some("prob1".into()),
+        ..CompileOptions::default()
+    };
+    let c = compile(&net, &opts).unwrap();
+    let g = &c.graph;
+    let names: Vec<&str> = g.stages.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "data", "conv1", "prelu1", "pool1", "conv2", "prelu2", "pool2", "conv3", "prelu3",
+            "pool3", "conv4", "prelu4", "conv5", "prelu5", "conv6-1", "prob1"
+        ]
+    );
+    assert!(c
+        .warnings
+        .iter()
+        .any(|w| w.message.contains("conv6-2, conv6-3")));
+    let prelu1 = &g.stages[2];
+    assert_eq!(prelu1.op, StageOp::PRelu);
+    assert_eq!(
+        g.f32_from_f16_at(prelu1.bias, 32).unwrap(),
+        f16_round(&net.layer("prelu1").unwrap().blobs[0].data)
+    );
+    assert_eq!(g.host_output_len(), 2);
+
+    let lifted = graph_to_net(&Graph::parse(&g.to_bytes()).unwrap()).unwrap();
+    let mut reference = load_golden_case(&golden, "mtcnn_det3_utkface_face").unwrap();
+    reference
+        .layers
+        .retain(|(n, _)| n == "conv6-1" || n == "prob1");
+    let e = F16Engine::with_options(
+        &lifted,
+        ExecOptions {
+            keep_all_blobs: true,
+            threads: 2,
+            ..ExecOptions::default()
+        },
+    )
+    .unwrap();
+    let input = e.engine().inputs()[0].0.to_string();
+    let run = e.run([(input, reference.input.clone())]).unwrap();
+    let diffs = compare_layers(e.engine().net(), &run.outputs, &reference, 1.0).unwrap();
+    assert_eq!(diffs.len(), 2);
+    for d in &diffs {
+        assert!(
+            d.max_abs <= 0.02 * d.max_ref,
+            "{}: {} vs max {}",
+            d.layer,
+            d.max_abs,
+            d.max_ref
+        );
+    }
+}

@@ -152,8 +152,14 @@ fn fold_matmul(ctx: &Ctx, g: &Group, name: &str, out: &str) -> OnnxResult<Option
             };
             let a = target.len().saturating_sub(1);
             let k: usize = xs.get(a..).map(|s| s.iter().product()).unwrap_or(0);
-            let lead_ok = xs.len() >= a && target[..a].iter().zip(xs).all(|(&t, &d)| t == d as i64);
-            if target.is_empty() || !lead_ok || target[a] != k as i64 || input(mm, 0) != output(r) {
+            // Leading dims copied (0) or equal; K given or inferred (−1).
+            let lead_ok = xs.len() >= a
+                && target[..a]
+                    .iter()
+                    .zip(xs)
+                    .all(|(&t, &d)| t == 0 || t == d as i64);
+            let k_ok = target.get(a).is_some_and(|&t| t == -1 || t == k as i64);
+            if target.is_empty() || !lead_ok || !k_ok || input(mm, 0) != output(r) {
                 return Ok(None);
             }
             (input(r, 0).to_string(), a)

@@ -107,13 +107,17 @@ pub fn import_model(
                 .join(", ")
         )));
     }
+    let declared_by_us = super::declared_input_shapes(model);
     for input in &graph.input {
         if ctx.consts.contains_key(&input.name) {
             continue; // IR < 4 lists initializers among the inputs
         }
-        let shape = match opts.input_shapes.get(&input.name) {
-            Some(s) => s.clone(),
-            None => declared_shape(input)?,
+        let shape = match (
+            opts.input_shapes.get(&input.name),
+            declared_by_us.get(&input.name),
+        ) {
+            (Some(s), _) | (None, Some(s)) => s.clone(),
+            (None, None) => declared_shape(input)?,
         };
         let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
         checked_dims(&input.name, &dims)?;

@@ -209,3 +209,19 @@ fn missing_or_short_weights_are_errors() {
     .unwrap_err();
     assert!(err.0.contains("expected 72"), "{err}");
 }
+
+#[test]
+fn single_images_split_rows_or_columns_over_threads() {
+    // More output channels than positions: the output channels are split (24 + 16 rows).
+    check(
+        params(40, [3, 3], [1, 1], [1, 1], [1, 1], 1, true),
+        [1, 3, 4, 4],
+        14,
+    );
+    // More positions than channels: the positions are split (64 + 35 columns), per group.
+    check(
+        params(6, [3, 3], [1, 1], [1, 1], [1, 1], 2, true),
+        [1, 4, 9, 11],
+        15,
+    );
+}
