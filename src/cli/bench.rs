@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 #[derive(ClapArgs, Debug)]
 #[command(after_help = "Examples:
   agegender bench age_net_definitions/deploy.prototxt --random-weights --batch 50 --iters 10
-  agegender bench deploy.prototxt --weights age_net.caffemodel --batch 1 --iters 50 --json")]
+  agegender bench deploy.prototxt --weights age_net.caffemodel --batch 1 --iters 50 --json
+  agegender bench deploy.prototxt --random-weights --batch 50 --iters 5 --train")]
 pub struct Args {
     /// Model (.prototxt, .caffemodel, .onnx, .graph).
     pub model: PathBuf,
@@ -45,6 +46,10 @@ pub struct Args {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Time training instead (forward + loss + backward + SGD update; the final Softmax
+    /// becomes SoftmaxWithLoss).
+    #[arg(long)]
+    pub train: bool,
 }
 
 /// One layer's share of a benchmark.
@@ -106,6 +111,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
         load_model(&args.model, args.weights.as_deref())?
     };
     let batch = args.batch as usize;
+    if args.train {
+        return bench_train_command(net, &args);
+    }
     let (input, declared) = single_input(&net)?;
     let mut shape = declared.clone();
     shape[0] = batch;
@@ -254,4 +262,46 @@ fn print_report(r: &BenchReport) {
             ),
         }
     }
+}
+
+/// `bench --train`: training throughput and per-layer forward/backward times.
+fn bench_train_command(net: crate::ir::Net, args: &Args) -> Result<ExitCode> {
+    let threads = if args.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        args.threads
+    };
+    let r = crate::train::bench::bench_train(
+        net,
+        args.batch as usize,
+        args.iters as usize,
+        args.warmup as usize,
+        threads,
+    )?;
+    if args.json {
+        println!("{}", serde_json::to_string(&r)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "train batch {}: {:.3} s/iter, {:.1} images/s ({} threads, update {:.1} ms, peak RSS {})",
+        r.batch,
+        r.seconds_per_iter,
+        r.images_per_s,
+        r.threads,
+        1e3 * r.update_s,
+        r.peak_rss_mib
+            .map(|m| format!("{m:.0} MiB"))
+            .unwrap_or_else(|| "n/a".into())
+    );
+    println!(
+        "{:<12} {:<16} {:>11} {:>12}",
+        "layer", "type", "forward ms", "backward ms"
+    );
+    for l in &r.layers {
+        println!(
+            "{:<12} {:<16} {:>11.1} {:>12.1}",
+            l.layer, l.kind, l.forward_ms, l.backward_ms
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }

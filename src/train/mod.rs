@@ -3,6 +3,7 @@
 //! (`solver`), `.solverstate` snapshots (`state`), the JSONL training log (`log`) and
 //! its plot (`plot`).
 
+pub mod bench;
 pub mod config;
 pub mod data;
 #[cfg(test)]

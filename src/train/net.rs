@@ -14,6 +14,7 @@ use crate::ops::backward::{backward, BackwardArgs};
 use crate::ops::ctx::Ctx;
 use crate::ops::dispatch::forward;
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 /// Errors of a training pass; each names the layer or blob.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -75,6 +76,8 @@ pub struct TrainNet {
     wants_params: Vec<bool>,
     ctx: Ctx,
     pool: rayon::ThreadPool,
+    /// Per layer: the last forward's and backward's wall time.
+    times: Vec<(Duration, Duration)>,
 }
 
 impl TrainNet {
@@ -155,6 +158,7 @@ impl TrainNet {
             wants_params,
             ctx: Ctx::new(phase, seed, threads.max(1)),
             pool,
+            times: vec![(Duration::ZERO, Duration::ZERO); n_layers],
             slot,
             net,
         })
@@ -179,6 +183,11 @@ impl TrainNet {
     pub fn reseed(&mut self, seed: u64) {
         use rand::SeedableRng;
         self.ctx.rng = rand::rngs::StdRng::seed_from_u64(seed);
+    }
+
+    /// Per layer (in net order): the wall time of its last forward and backward.
+    pub fn layer_times(&self) -> &[(Duration, Duration)] {
+        &self.times
     }
 
     /// Shapes of every blob.
@@ -241,12 +250,13 @@ impl TrainNet {
             self.values[s] = Some(t);
         }
         let pool = &self.pool;
-        let (net, values, saved, ctx, slot) = (
+        let (net, values, saved, ctx, slot, times) = (
             &mut self.net,
             &mut self.values,
             &mut self.saved,
             &mut self.ctx,
             &self.slot,
+            &mut self.times,
         );
         let phase = self.phase;
         pool.install(|| -> Result<f32, TrainNetError> {
@@ -269,6 +279,7 @@ impl TrainNet {
                     msg,
                 };
                 ctx.saved.clear();
+                let started = Instant::now();
                 let tops = {
                     let bottoms: Vec<&Tensor> = l
                         .bottoms
@@ -281,6 +292,7 @@ impl TrainNet {
                         .collect::<Result<_, _>>()?;
                     forward(&l.op, &bottoms, &l.blobs, l.tops.len(), ctx).map_err(|e| fail(e.0))?
                 };
+                times[li].0 = started.elapsed();
                 saved[li] = std::mem::take(&mut ctx.saved);
                 if let (Op::BatchNorm(p), Phase::Train) = (&l.op, phase) {
                     if !p.uses_global_stats(phase) {
@@ -318,6 +330,7 @@ impl TrainNet {
             &self.slot,
         );
         let (need, propagate, wants) = (&self.need_backward, &self.propagate, &self.wants_params);
+        let times = &mut self.times;
         pool.install(|| -> Result<(), TrainNetError> {
             for li in (0..net.layers.len()).rev() {
                 if !need[li] {
@@ -351,6 +364,7 @@ impl TrainNet {
                     .iter()
                     .filter_map(|t| values[slot[t]].as_ref())
                     .collect();
+                let started = Instant::now();
                 let pd: &mut [Tensor] = if wants[li] {
                     &mut param_diffs[li]
                 } else {
@@ -371,6 +385,7 @@ impl TrainNet {
                     pd,
                 )
                 .map_err(|e| fail(e.0))?;
+                times[li].1 = started.elapsed();
                 if wants[li] {
                     for (d, m) in param_diffs[li].iter_mut().zip(Self::lr_mults(l)) {
                         if m == 0.0 {
