@@ -9,6 +9,7 @@
 //! line with its case count (`cargo test --test mutation -- --nocapture`). Set
 //! `AGEGENDER_MUTATION_SCALE=N` to run N times as many cases (same seeds, longer stream).
 
+mod common;
 use agegender::caffe::binaryproto::decode_binaryproto;
 use agegender::caffe::caffemodel::decode_caffemodel;
 use agegender::caffe::import::{build_net, check_net};
@@ -26,9 +27,8 @@ use agegender::onnx::pb::ModelProto;
 use agegender::onnx::{export, import_model, ImportOptions};
 use agegender::proto::caffe::{NetParameter, SolverParameter};
 use agegender::testutil::shared;
+use common::peak_alloc::{peak, reset_peak, PeakAlloc};
 use prost::Message;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -41,40 +41,6 @@ const ALLOC_BOUND: usize = 256 << 20;
 const CASE_LIMIT: Duration = Duration::from_secs(1);
 
 /// Wraps the system allocator to record, per thread, the largest allocation requested.
-struct PeakAlloc;
-
-thread_local! {
-    static LARGEST: Cell<usize> = const { Cell::new(0) };
-}
-
-fn note(size: usize) {
-    let _ = LARGEST.try_with(|c| {
-        if size > c.get() {
-            c.set(size)
-        }
-    });
-}
-
-// SAFETY: every call forwards to `System` unchanged; the bookkeeping touches only a
-// const-initialised thread-local `Cell`, which never allocates.
-unsafe impl GlobalAlloc for PeakAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note(new_size);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
 static GLOBAL: PeakAlloc = PeakAlloc;
 
@@ -364,11 +330,11 @@ where
         let partner = &seeds[(si + 1) % seeds.len()];
         for case in 0..cases {
             let (what, mutant) = mutate(case, cases, seed, partner, &mut rng);
-            LARGEST.with(|c| c.set(0));
+            reset_peak();
             let start = Instant::now();
             let result = catch_unwind(AssertUnwindSafe(|| reader(seed, &mutant)));
             let mut took = start.elapsed();
-            let largest = LARGEST.with(|c| c.get());
+            let largest = peak();
             if took > CASE_LIMIT && result.is_ok() {
                 // Wall-clock time on a shared 2-core runner includes time spent descheduled:
                 // a slow case is timed once more and counts as slow only if it is again.

@@ -3,6 +3,7 @@
 //! or generated seed, feeds the reader, and checks the error and the largest single
 //! allocation made meanwhile (a wrapper around the system allocator records it).
 
+mod common;
 use agegender::caffe::caffemodel::decode_caffemodel;
 use agegender::caffe::load_caffemodel_net_with_input;
 use agegender::caffe::load_net;
@@ -18,48 +19,13 @@ use agegender::proto::caffe::{
     BlobProto, BlobShape, Datum, InnerProductParameter, LayerParameter, NetParameter,
 };
 use agegender::testutil::shared;
+use common::peak_alloc::{peak, reset_peak, PeakAlloc};
 use prost::Message;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::path::{Path, PathBuf};
 
 /// No reader may allocate more than this for one hostile file: every seed here is under
 /// 200 KB, so a bigger allocation means a claimed size was trusted.
 const ALLOC_BOUND: usize = 64 << 20;
-
-struct PeakAlloc;
-
-thread_local! {
-    static LARGEST: Cell<usize> = const { Cell::new(0) };
-}
-
-fn note(size: usize) {
-    let _ = LARGEST.try_with(|c| {
-        if size > c.get() {
-            c.set(size)
-        }
-    });
-}
-
-// SAFETY: every call forwards to `System` unchanged; the bookkeeping touches only a
-// const-initialised thread-local `Cell`, which never allocates.
-unsafe impl GlobalAlloc for PeakAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note(new_size);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
 
 #[global_allocator]
 static GLOBAL: PeakAlloc = PeakAlloc;
@@ -67,9 +33,9 @@ static GLOBAL: PeakAlloc = PeakAlloc;
 /// Runs `f`, asserting it stays under [`ALLOC_BOUND`] for any single allocation, and
 /// returns its result.
 fn bounded<T>(what: &str, f: impl FnOnce() -> T) -> T {
-    LARGEST.with(|c| c.set(0));
+    reset_peak();
     let out = f();
-    let largest = LARGEST.with(|c| c.get());
+    let largest = peak();
     assert!(
         largest <= ALLOC_BOUND,
         "{what}: one allocation of {largest} bytes (bound {ALLOC_BOUND})"

@@ -1,0 +1,3 @@
+//! Helpers shared by several integration-test crates.
+
+pub mod peak_alloc;
