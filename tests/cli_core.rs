@@ -513,3 +513,39 @@ fn compile_with_mvnccompile_flags_is_byte_exact_and_the_graph_runs_in_f16() {
         "last stage of the cut: {last}"
     );
 }
+
+#[test]
+fn verify_passes_mvncheck_for_a_compiled_graph_on_the_f16_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = dir.path().join("tiny.graph");
+    let o = run(&["compile", TINY, "-w", TINY_W, "-o", s(&g)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&[
+        "verify",
+        TINY,
+        "--weights",
+        TINY_W,
+        "--against",
+        s(&g),
+        "--against-engine",
+        "f16",
+        "--input",
+        PATTERN,
+        "--preset",
+        "mvncheck",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["pass"], true);
+    let prob = v["comparisons"][0]["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "prob")
+        .unwrap()
+        .clone();
+    // mvNCCheck's limits: max ≤ 2 % of max|ref|, mean ≤ 1 %, and here top-1 agrees.
+    assert!(prob["max_rel"].as_f64().unwrap() <= 0.02, "{prob}");
+    assert_eq!(prob["top1_agreement"].as_f64().unwrap(), 1.0, "{prob}");
+}

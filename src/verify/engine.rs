@@ -25,6 +25,9 @@ pub enum EngineKind {
     Native,
     /// tract-onnx on the ONNX model (Caffe nets are exported first).
     Tract,
+    /// The fp16 NCS emulation (`exec::f16`) on the IR: fp16 weights, every stored tensor
+    /// rounded to fp16, as a compiled graph runs on the stick.
+    F16,
 }
 
 impl EngineKind {
@@ -33,6 +36,7 @@ impl EngineKind {
         match self {
             EngineKind::Native => "native",
             EngineKind::Tract => "tract",
+            EngineKind::F16 => "f16",
         }
     }
 }
@@ -149,6 +153,7 @@ impl Model {
 /// Where a side's tensors come from.
 enum Source {
     Net(Net),
+    F16(Net),
     Onnx {
         proto: Box<ModelProto>,
         dir: Option<PathBuf>,
@@ -211,6 +216,22 @@ impl Side {
                 let order = net_order(&net);
                 let outputs = net.without_train_layers().outputs();
                 (Source::Net(net), order, outputs)
+            }
+            (Model::Ir { net, .. } | Model::Net(net), EngineKind::F16) => {
+                let net = with_input_shape(net, input_shape);
+                let order = net_order(&net);
+                let outputs = net.without_train_layers().outputs();
+                (Source::F16(net), order, outputs)
+            }
+            (Model::Onnx { path, proto }, EngineKind::F16) => {
+                let opts = ImportOptions {
+                    input_shapes: HashMap::from([(input.clone(), input_shape.to_vec())]),
+                };
+                let dir = path.parent().unwrap_or(Path::new("."));
+                let net =
+                    onnx::import_model(proto, Some(dir), &opts).map_err(|e| e.in_file(path))?;
+                let order = net_order(&net);
+                (Source::F16(net), order, onnx_outputs(proto))
             }
             (Model::Onnx { path, proto }, EngineKind::Native) => {
                 let opts = ImportOptions {
@@ -316,6 +337,17 @@ impl Side {
                 )?;
                 Inner::Native(Box::new(engine))
             }
+            Source::F16(net) => {
+                let engine = crate::exec::f16::F16Engine::with_options(
+                    net,
+                    ExecOptions {
+                        threads,
+                        keep_all_blobs: true,
+                        ..ExecOptions::default()
+                    },
+                )?;
+                Inner::F16(Box::new(engine))
+            }
             Source::Onnx {
                 proto,
                 dir,
@@ -347,6 +379,7 @@ impl Side {
 
 enum Inner {
     Native(Box<Engine>),
+    F16(Box<crate::exec::f16::F16Engine>),
     Tract {
         model: TractModel,
         tensors: BTreeMap<String, String>,
@@ -366,6 +399,12 @@ impl Runner {
         let mut got: HashMap<String, Tensor> = match &self.inner {
             Inner::Native(engine) => engine
                 .run([(self.input.clone(), input.clone())])?
+                .blobs
+                .into_iter()
+                .collect(),
+            Inner::F16(engine) => engine
+                .run([(self.input.clone(), input.clone())])?
+                .outputs
                 .blobs
                 .into_iter()
                 .collect(),
