@@ -17,6 +17,18 @@ fn run(args: &[&str]) -> Output {
     bin().args(args).output().expect("spawn agegender")
 }
 
+/// Runs a command that must succeed, failing the test with its stderr otherwise.
+fn run_ok(args: &[&str]) -> Output {
+    let o = run(args);
+    assert!(
+        o.status.success(),
+        "agegender {}: {}",
+        args.join(" "),
+        stderr(&o)
+    );
+    o
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -50,8 +62,7 @@ fn inspect_json_reports_levi_hassner_shapes_and_fc6_inputs() {
     let Some(p) = shared("fixtures-real/levi_hassner/age_net_definitions/deploy.prototxt") else {
         return;
     };
-    let o = run(&["inspect", s(&p), "--json"]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run_ok(&["inspect", s(&p), "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let shape_of = |name: &str| -> Vec<u64> {
         let l = v["layers"]
@@ -96,8 +107,7 @@ fn inspect_mean_prints_levi_hassner_channel_means() {
     let Some(p) = shared("fixtures-real/levi_hassner/models/mean.binaryproto") else {
         return;
     };
-    let o = run(&["inspect", s(&p)]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run_ok(&["inspect", s(&p)]);
     let out = String::from_utf8_lossy(&o.stdout);
     for m in ["78.43", "87.77", "114.90"] {
         assert!(out.contains(m), "{out}");
@@ -107,7 +117,7 @@ fn inspect_mean_prints_levi_hassner_channel_means() {
 #[test]
 fn run_writes_outputs_and_every_layer_including_in_place_ones() {
     let dir = tempfile::tempdir().unwrap();
-    let o = run(&[
+    let o = run_ok(&[
         "run",
         TINY,
         "--weights",
@@ -118,7 +128,6 @@ fn run_writes_outputs_and_every_layer_including_in_place_ones() {
         s(dir.path()),
         "--all-blobs",
     ]);
-    assert!(o.status.success(), "{}", stderr(&o));
     for f in ["prob", "conv1", "relu1", "norm2", "fc8"] {
         assert!(
             dir.path().join(format!("{f}.npy")).exists(),
@@ -148,8 +157,7 @@ fn run_writes_outputs_and_every_layer_including_in_place_ones() {
 fn convert_to_caffemodel_round_trips_bit_exactly_through_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("copy.caffemodel");
-    let o = run(&["convert", TINY, "--weights", TINY_W, "-o", s(&out)]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    run_ok(&["convert", TINY, "--weights", TINY_W, "-o", s(&out)]);
     assert!(dir.path().join("copy.prototxt").exists());
     let a =
         agegender::caffe::load_net(&repo(TINY), Some(&repo(TINY_W)), agegender::ir::Phase::Test)
@@ -185,8 +193,7 @@ fn convert_mean_binaryproto_to_npy_keeps_chw_values() {
     };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("mean.npy");
-    let o = run(&["convert", s(&p), "-o", s(&out)]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    run_ok(&["convert", s(&p), "-o", s(&out)]);
     let npy = agegender::io::npy::read_npy(&out).unwrap();
     let blob = agegender::caffe::binaryproto::read_binaryproto(&p).unwrap();
     assert_eq!(npy.shape, vec![3, 256, 256]);
@@ -195,7 +202,7 @@ fn convert_mean_binaryproto_to_npy_keeps_chw_values() {
 
 #[test]
 fn bench_reports_throughput_as_json() {
-    let o = run(&[
+    let o = run_ok(&[
         "bench",
         TINY,
         "--random-weights",
@@ -207,7 +214,6 @@ fn bench_reports_throughput_as_json() {
         "0",
         "--json",
     ]);
-    assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["batch"], 2);
     assert!(v["images_per_s"].as_f64().unwrap() > 0.0);
@@ -354,11 +360,10 @@ fn written_caffe_files_load_in_opencv_and_give_our_outputs() {
     }
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("net.caffemodel");
-    let o = run(&["convert", TINY, "-w", TINY_W, "-o", s(&model)]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    run_ok(&["convert", TINY, "-w", TINY_W, "-o", s(&model)]);
     let out = dir.path().join("out");
     let proto = dir.path().join("net.prototxt");
-    let o = run(&[
+    run_ok(&[
         "run",
         s(&proto),
         "-w",
@@ -369,7 +374,6 @@ fn written_caffe_files_load_in_opencv_and_give_our_outputs() {
         s(&out),
         "--all-blobs",
     ]);
-    assert!(o.status.success(), "{}", stderr(&o));
     let pairs: Vec<String> = ["prob", "fc8", "norm2", "pool5"]
         .iter()
         .map(|n| format!("{n}={}", out.join(format!("{n}.npy")).display()))
@@ -402,8 +406,7 @@ fn max_abs_diff(a: &agegender::ir::Tensor, b: &agegender::ir::Tensor) -> f32 {
 fn tract_engine_and_onnx_export_agree_with_the_native_engine() {
     let dir = tempfile::tempdir().unwrap();
     let onnx = dir.path().join("tiny.onnx");
-    let o = run(&["convert", TINY, "-w", TINY_W, "-o", s(&onnx)]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    run_ok(&["convert", TINY, "-w", TINY_W, "-o", s(&onnx)]);
     let mut probs = Vec::new();
     for (model, engine) in [
         (TINY_W, "native"),
@@ -444,7 +447,7 @@ fn compile_with_mvnccompile_flags_is_byte_exact_and_the_graph_runs_in_f16() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("graph");
     // The fixture's recorded command: mvNCCompile -s 12 -o graph -w empty.caffemodel empty.prototxt
-    let o = run(&[
+    run_ok(&[
         "compile",
         "-s",
         "12",
@@ -454,23 +457,20 @@ fn compile_with_mvnccompile_flags_is_byte_exact_and_the_graph_runs_in_f16() {
         s(&fc.join("empty.caffemodel")),
         s(&fc.join("empty.prototxt")),
     ]);
-    assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
         std::fs::read(&out).unwrap(),
         std::fs::read(fc.join("graph")).unwrap(),
         "not byte-identical to Intel's graph"
     );
     // inspect reads it back as a graph, with a stages array in JSON.
-    let o = run(&["inspect", s(&out), "--json"]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run_ok(&["inspect", s(&out), "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["stages"].as_array().unwrap().len(), 2);
     // The tiny Levi net, compiled with a sub-network cut, and run on the fp16 emulator.
     let g = dir.path().join("tiny.graph");
-    let o = run(&["compile", TINY, "-w", TINY_W, "-s", "12", "-o", s(&g)]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    run_ok(&["compile", TINY, "-w", TINY_W, "-s", "12", "-o", s(&g)]);
     let f16_out = dir.path().join("f16");
-    let o = run(&[
+    run_ok(&[
         "run",
         s(&g),
         "--input",
@@ -480,9 +480,8 @@ fn compile_with_mvnccompile_flags_is_byte_exact_and_the_graph_runs_in_f16() {
         "--output-dir",
         s(&f16_out),
     ]);
-    assert!(o.status.success(), "{}", stderr(&o));
     let f32_out = dir.path().join("f32");
-    let o = run(&[
+    run_ok(&[
         "run",
         TINY,
         "-w",
@@ -492,7 +491,6 @@ fn compile_with_mvnccompile_flags_is_byte_exact_and_the_graph_runs_in_f16() {
         "--output-dir",
         s(&f32_out),
     ]);
-    assert!(o.status.success(), "{}", stderr(&o));
     let a = agegender::io::npy::read_npy(&f32_out.join("prob.npy")).unwrap();
     let b = agegender::io::npy::read_npy(&f16_out.join("prob.npy")).unwrap();
     // mvNCCheck's limit: max error ≤ 2 % of max|ref|.
@@ -503,8 +501,7 @@ fn compile_with_mvnccompile_flags_is_byte_exact_and_the_graph_runs_in_f16() {
         b.data
     );
     let cut = dir.path().join("cut.graph");
-    let o = run(&["compile", TINY, "-w", TINY_W, "-on", "pool2", "-o", s(&cut)]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    run_ok(&["compile", TINY, "-w", TINY_W, "-on", "pool2", "-o", s(&cut)]);
     let o = run(&["inspect", s(&cut), "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let last = v["stages"].as_array().unwrap().last().unwrap().clone();
@@ -518,8 +515,7 @@ fn compile_with_mvnccompile_flags_is_byte_exact_and_the_graph_runs_in_f16() {
 fn verify_passes_mvncheck_for_a_compiled_graph_on_the_f16_engine() {
     let dir = tempfile::tempdir().unwrap();
     let g = dir.path().join("tiny.graph");
-    let o = run(&["compile", TINY, "-w", TINY_W, "-o", s(&g)]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    run_ok(&["compile", TINY, "-w", TINY_W, "-o", s(&g)]);
     let o = run(&[
         "verify",
         TINY,
