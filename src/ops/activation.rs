@@ -132,9 +132,14 @@ pub fn expect_same_len(what: &str, diff: &Tensor, data: &Tensor) -> OpResult<()>
     Ok(())
 }
 
-/// `dx[i] = dy[i] · f(y_or_x[i])` in parallel chunks.
-fn map_diff(top_diff: &Tensor, data: &Tensor, f: impl Fn(f32) -> f32 + Sync) -> Tensor {
-    let mut dx = Tensor::zeros(&top_diff.shape);
+/// `dx[i] = dy[i] · f(y_or_x[i])` in parallel chunks, written over every element of `dx`
+/// (whose contents on entry do not matter).
+fn map_diff_into(
+    top_diff: &Tensor,
+    data: &Tensor,
+    f: impl Fn(f32) -> f32 + Sync,
+    mut dx: Tensor,
+) -> Tensor {
     dx.data
         .par_chunks_mut(GRAD_CHUNK)
         .zip(top_diff.data.par_chunks(GRAD_CHUNK))
@@ -147,15 +152,32 @@ fn map_diff(top_diff: &Tensor, data: &Tensor, f: impl Fn(f32) -> f32 + Sync) -> 
     dx
 }
 
+/// [`map_diff_into`] a fresh buffer.
+fn map_diff(top_diff: &Tensor, data: &Tensor, f: impl Fn(f32) -> f32 + Sync) -> Tensor {
+    map_diff_into(top_diff, data, f, Tensor::zeros(&top_diff.shape))
+}
+
 impl ReluParams {
     /// Backward (Caffe `ReLULayer::Backward_cpu`):
     /// `dx = dy · ((x > 0) + negative_slope · (x ≤ 0))`. Caffe runs ReLU in place, so its
     /// `x` is really the top; the sign pattern is the same for a non-negative slope, so
     /// either the bottom or the top may be passed.
     pub fn backward(&self, top_diff: &Tensor, x: &Tensor) -> OpResult<Tensor> {
+        self.backward_into(top_diff, x, Tensor::zeros(&top_diff.shape))
+    }
+
+    /// [`ReluParams::backward`] into `dx` (any contents, the top diff's shape), so that a
+    /// training loop can reuse its buffers.
+    pub fn backward_into(&self, top_diff: &Tensor, x: &Tensor, dx: Tensor) -> OpResult<Tensor> {
         expect_same_len("ReLU", top_diff, x)?;
+        expect_same_len("ReLU", &dx, x)?;
         let s = self.negative_slope;
-        Ok(map_diff(top_diff, x, |v| if v > 0.0 { 1.0 } else { s }))
+        Ok(map_diff_into(
+            top_diff,
+            x,
+            |v| if v > 0.0 { 1.0 } else { s },
+            dx,
+        ))
     }
 }
 

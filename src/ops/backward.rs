@@ -2,6 +2,7 @@
 //! [`super::dispatch::forward`]. The trainer calls it layer by layer in reverse order; the
 //! arithmetic lives next to each op's forward.
 
+use super::ctx::BufferPool;
 use super::{OpError, OpResult};
 use crate::ir::{Op, Phase, Tensor};
 
@@ -27,6 +28,8 @@ pub struct BackwardArgs<'a> {
     pub phase: Phase,
     /// Threads for GEMMs.
     pub threads: usize,
+    /// Recycled buffers for the bottom diffs of the large layers.
+    pub buffers: &'a BufferPool,
 }
 
 /// Runs the backward of one layer: returns one optional diff per bottom (`None` where not
@@ -54,14 +57,24 @@ pub fn backward(a: &BackwardArgs<'_>, param_diffs: &mut [Tensor]) -> OpResult<Ve
     match a.op {
         Op::Input { .. } | Op::Data(_) | Op::Accuracy(_) => {}
         Op::Convolution(p) => {
-            out[0] = p.backward(bottom(0)?, dy, a.blobs, param_diffs, want(0), a.threads)?
+            let x = bottom(0)?;
+            let dx = want(0).then(|| a.buffers.zeroed(&x.shape));
+            out[0] = p.backward_into(x, dy, a.blobs, param_diffs, dx, a.threads)?
         }
         Op::InnerProduct(p) => {
             out[0] = p.backward(bottom(0)?, dy, a.blobs, param_diffs, want(0), a.threads)?
         }
-        Op::Pooling(p) if want(0) => out[0] = Some(p.backward(dy, bottom(0)?)?),
-        Op::Lrn(p) if want(0) => out[0] = Some(p.backward(dy, bottom(0)?, top(0)?)?),
-        Op::Relu(p) if want(0) => out[0] = Some(p.backward(dy, top(0)?)?),
+        Op::Pooling(p) if want(0) => {
+            let (x, y) = (bottom(0)?, top(0)?);
+            out[0] = Some(p.backward_into(dy, x, y, a.buffers.zeroed(&x.shape))?)
+        }
+        Op::Lrn(p) if want(0) => {
+            let x = bottom(0)?;
+            out[0] = Some(p.backward_into(dy, x, top(0)?, a.buffers.zeroed(&x.shape))?)
+        }
+        Op::Relu(p) if want(0) => {
+            out[0] = Some(p.backward_into(dy, top(0)?, a.buffers.tensor(&dy.shape))?)
+        }
         Op::Sigmoid if want(0) => out[0] = Some(super::activation::sigmoid_backward(dy, top(0)?)?),
         Op::TanH if want(0) => out[0] = Some(super::activation::tanh_backward(dy, top(0)?)?),
         Op::PRelu(p) => {
@@ -74,7 +87,7 @@ pub fn backward(a: &BackwardArgs<'_>, param_diffs: &mut [Tensor]) -> OpResult<Ve
         }
         Op::Dropout(p) if want(0) => {
             let mask = (a.phase == Phase::Train).then(|| a.saved.first()).flatten();
-            out[0] = Some(p.backward(dy, mask)?);
+            out[0] = Some(p.backward_into(a.buffers.copy_of(dy), mask)?);
         }
         Op::Softmax(p) if want(0) => out[0] = Some(p.backward(dy, top(0)?)?),
         Op::SoftmaxWithLoss(p) if want(0) => {
@@ -98,7 +111,8 @@ pub fn backward(a: &BackwardArgs<'_>, param_diffs: &mut [Tensor]) -> OpResult<Ve
         Op::Flatten(_) | Op::Reshape(_) if want(0) => {
             let shape = bottom(0)?.shape.clone();
             out[0] = Some(
-                dy.clone()
+                a.buffers
+                    .copy_of(dy)
                     .reshaped(&shape)
                     .ok_or_else(|| OpError::new("diff size changed"))?,
             );

@@ -112,6 +112,7 @@ fn grad_check(
             propagate_down: &propagate,
             phase,
             threads: 1,
+            buffers: &Default::default(),
         },
         if check_blobs {
             &mut param_diffs
@@ -336,6 +337,7 @@ fn no_top_diff_means_no_bottom_diff() {
             propagate_down: &[true],
             phase: Phase::Train,
             threads: 1,
+            buffers: &Default::default(),
         },
         &mut [],
     )

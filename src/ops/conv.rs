@@ -361,6 +361,22 @@ impl ConvParams {
         need_bottom: bool,
         threads: usize,
     ) -> OpResult<Option<Tensor>> {
+        let dx = need_bottom.then(|| Tensor::zeros(&x.shape));
+        self.backward_into(x, top_diff, blobs, param_diffs, dx, threads)
+    }
+
+    /// [`ConvParams::backward`] with the bottom diff accumulated into `bottom_diff`, a
+    /// zero-filled buffer of the bottom's shape (`None`: no bottom diff), so that a training
+    /// loop can reuse its buffers.
+    pub fn backward_into(
+        &self,
+        x: &Tensor,
+        top_diff: &Tensor,
+        blobs: &[Tensor],
+        param_diffs: &mut [Tensor],
+        bottom_diff: Option<Tensor>,
+        threads: usize,
+    ) -> OpResult<Option<Tensor>> {
         let geo = self.geometry(&x.shape)?;
         let (groups, m) = (self.group, self.num_output);
         let (m_g, k_g, hw) = (m / groups, geo.col_rows() / groups, geo.col_cols());
@@ -383,7 +399,10 @@ impl ConvParams {
             return Err(OpError::new("bias diff has the wrong size"));
         }
         let (in_image, out_image) = (x.count_from(1), m * hw);
-        let mut dx = need_bottom.then(|| Tensor::zeros(&x.shape));
+        if bottom_diff.as_ref().is_some_and(|d| d.shape != x.shape) {
+            return Err(OpError::new("bottom diff buffer has the wrong shape"));
+        }
+        let mut dx = bottom_diff;
         if n == 0 || out_image == 0 {
             return Ok(dx);
         }

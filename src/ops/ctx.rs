@@ -5,6 +5,87 @@
 use crate::ir::{Phase, Tensor};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+use std::sync::Mutex;
+
+/// Recycled f32 buffers. Fresh allocations of tens of megabytes cost a page fault per 4 KiB
+/// on first touch, more than the arithmetic of a pooling or ReLU pass; reusing the buffers
+/// of the previous forward/backward avoids that. Interior mutability lets a backward pass,
+/// which only borrows its arguments, draw from the pool.
+#[derive(Debug, Default)]
+pub struct BufferPool {
+    free: Mutex<Vec<Vec<f32>>>,
+}
+
+impl BufferPool {
+    /// Buffers kept at most; beyond this the smallest are dropped, so that a training loop
+    /// that allocates a few new small buffers per iteration does not grow without bound.
+    const MAX_BUFFERS: usize = 256;
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Vec<f32>>> {
+        self.free.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A tensor of `shape` whose contents are unspecified (a recycled buffer when one is
+    /// large enough, the best fit). For outputs that are written in full.
+    pub fn tensor(&self, shape: &[usize]) -> Tensor {
+        let len: usize = shape.iter().product();
+        let recycled = {
+            let mut free = self.lock();
+            let pick = free
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b.capacity() >= len)
+                .min_by_key(|(_, b)| b.capacity())
+                .map(|(i, _)| i);
+            pick.map(|i| free.swap_remove(i))
+        };
+        let mut data = recycled.unwrap_or_else(|| Vec::with_capacity(len));
+        if data.len() > len {
+            data.truncate(len);
+        } else {
+            data.resize(len, 0.0);
+        }
+        Tensor {
+            shape: shape.to_vec(),
+            data,
+        }
+    }
+
+    /// A zero-filled tensor of `shape`, for outputs that are accumulated into (a bottom
+    /// diff that several windows or GEMM columns add to).
+    pub fn zeroed(&self, shape: &[usize]) -> Tensor {
+        let mut t = self.tensor(shape);
+        t.data.fill(0.0);
+        t
+    }
+
+    /// A copy of `src` in a recycled buffer.
+    pub fn copy_of(&self, src: &Tensor) -> Tensor {
+        let mut t = self.tensor(&src.shape);
+        t.data.copy_from_slice(&src.data);
+        t
+    }
+
+    /// Returns a tensor's memory to the pool.
+    pub fn recycle(&self, t: Tensor) {
+        self.give(std::iter::once(t.data));
+    }
+
+    /// Adds buffers to the pool, keeping at most [`BufferPool::MAX_BUFFERS`] (the largest).
+    pub fn give(&self, buffers: impl IntoIterator<Item = Vec<f32>>) {
+        let mut free = self.lock();
+        free.extend(buffers.into_iter().filter(|b| b.capacity() > 0));
+        if free.len() > Self::MAX_BUFFERS {
+            free.sort_unstable_by_key(|b| std::cmp::Reverse(b.capacity()));
+            free.truncate(Self::MAX_BUFFERS);
+        }
+    }
+
+    /// Takes every pooled buffer.
+    pub fn take(&self) -> Vec<Vec<f32>> {
+        std::mem::take(&mut *self.lock())
+    }
+}
 
 /// Per-run state shared by the operators of one forward (and later backward) pass.
 ///
@@ -20,7 +101,8 @@ pub struct Ctx {
     /// Tensors a forward leaves for its backward (Dropout's scaled mask; BatchNorm's batch
     /// mean and variance in TRAIN). The caller clears it before each layer and takes it after.
     pub saved: Vec<Tensor>,
-    free: Vec<Vec<f32>>,
+    /// Recycled buffers for layer outputs (and, in training, for diffs).
+    pub buffers: BufferPool,
 }
 
 impl Ctx {
@@ -31,52 +113,29 @@ impl Ctx {
             rng: StdRng::seed_from_u64(seed),
             threads: threads.max(1),
             saved: Vec::new(),
-            free: Vec::new(),
+            buffers: BufferPool::default(),
         }
     }
 
     /// A tensor of `shape` whose contents are unspecified (a recycled buffer when one is
     /// large enough). Every operator writes all of its output, so no zeroing is needed.
     pub fn tensor(&mut self, shape: &[usize]) -> Tensor {
-        let len: usize = shape.iter().product();
-        // Best fit: the smallest free buffer that already holds `len` values.
-        let pick = self
-            .free
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| b.capacity() >= len)
-            .min_by_key(|(_, b)| b.capacity())
-            .map(|(i, _)| i);
-        let mut data = match pick {
-            Some(i) => self.free.swap_remove(i),
-            None => Vec::with_capacity(len),
-        };
-        if data.len() > len {
-            data.truncate(len);
-        } else {
-            data.resize(len, 0.0);
-        }
-        Tensor {
-            shape: shape.to_vec(),
-            data,
-        }
+        self.buffers.tensor(shape)
     }
 
     /// Returns a tensor's memory to the pool for later layers.
     pub fn recycle(&mut self, t: Tensor) {
-        if t.data.capacity() > 0 {
-            self.free.push(t.data);
-        }
+        self.buffers.recycle(t);
     }
 
     /// Takes every pooled buffer (to keep them across runs).
     pub fn take_pool(&mut self) -> Vec<Vec<f32>> {
-        std::mem::take(&mut self.free)
+        self.buffers.take()
     }
 
     /// Adds buffers kept from an earlier run to the pool.
     pub fn give_pool(&mut self, buffers: Vec<Vec<f32>>) {
-        self.free.extend(buffers);
+        self.buffers.give(buffers);
     }
 }
 

@@ -59,7 +59,11 @@ impl DropoutParams {
     /// scaled mask the forward saved (0 or `1 / (1 − ratio)` per element); in TEST (no
     /// mask) the identity.
     pub fn backward(&self, top_diff: &Tensor, mask: Option<&Tensor>) -> OpResult<Tensor> {
-        let mut dx = top_diff.clone();
+        self.backward_into(top_diff.clone(), mask)
+    }
+
+    /// [`DropoutParams::backward`] in place on `dx`, which holds a copy of the top diff.
+    pub fn backward_into(&self, mut dx: Tensor, mask: Option<&Tensor>) -> OpResult<Tensor> {
         if let Some(m) = mask {
             if m.len() != dx.len() {
                 return Err(OpError::new("dropout mask size differs from the top diff"));

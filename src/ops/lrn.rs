@@ -194,6 +194,18 @@ impl LrnParams {
     /// `P` is the backward of that AVE pooling (each position spreads its value over its
     /// window divided by the window's Caffe divisor).
     pub fn backward(&self, top_diff: &Tensor, bottom: &Tensor, top: &Tensor) -> OpResult<Tensor> {
+        self.backward_into(top_diff, bottom, top, Tensor::zeros(&bottom.shape))
+    }
+
+    /// [`LrnParams::backward`] into `dx`, a zero-filled buffer of the bottom's shape (so
+    /// that a training loop can reuse its buffers).
+    pub fn backward_into(
+        &self,
+        top_diff: &Tensor,
+        bottom: &Tensor,
+        top: &Tensor,
+        mut dx: Tensor,
+    ) -> OpResult<Tensor> {
         self.output_shapes(std::slice::from_ref(&bottom.shape))?;
         if top_diff.shape != bottom.shape || top.shape != bottom.shape {
             return Err(OpError::new(format!(
@@ -203,7 +215,9 @@ impl LrnParams {
         }
         let (c, hw) = (bottom.shape[1], bottom.shape[2] * bottom.shape[3]);
         let image = c * hw;
-        let mut dx = Tensor::zeros(&bottom.shape);
+        if dx.shape != bottom.shape {
+            return Err(OpError::new("bottom diff buffer has the wrong shape"));
+        }
         if image == 0 {
             return Ok(dx);
         }

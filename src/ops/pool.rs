@@ -186,64 +186,50 @@ pub(crate) fn clipped_window(
 }
 
 impl PoolParams {
-    /// Backward (Caffe `PoolingLayer::Backward_cpu`). MAX routes each top diff to the
-    /// first maximal bottom element of its window in row-major scan order (strictly
-    /// greater wins, so the first of equal values), recomputed from the bottom exactly as
-    /// Caffe's forward chose it; AVE spreads `dy / pool_size` over the window, with
-    /// Caffe's divisor that counts padding inside `H + pad`.
-    pub fn backward(&self, top_diff: &Tensor, bottom: &Tensor) -> OpResult<Tensor> {
+    /// Backward (Caffe `PoolingLayer::Backward_cpu`) into a fresh buffer; see
+    /// [`PoolParams::backward_into`].
+    pub fn backward(&self, top_diff: &Tensor, bottom: &Tensor, top: &Tensor) -> OpResult<Tensor> {
+        self.backward_into(top_diff, bottom, top, Tensor::zeros(&bottom.shape))
+    }
+
+    /// Backward (Caffe `PoolingLayer::Backward_cpu`) accumulated into `dx`, which must be
+    /// zero-filled with the bottom's shape. MAX routes each top diff to the first maximal
+    /// bottom element of its window in row-major scan order, the element Caffe's forward
+    /// chose (it keeps the first of equal values because only a strictly greater one
+    /// replaces it): the first element equal to the forward's output `top`. AVE spreads
+    /// `dy / pool_size` over the window, with Caffe's divisor that counts padding inside
+    /// `H + pad`. Parallel over the N·C planes.
+    pub fn backward_into(
+        &self,
+        top_diff: &Tensor,
+        bottom: &Tensor,
+        top: &Tensor,
+        mut dx: Tensor,
+    ) -> OpResult<Tensor> {
         let out = self.output_shapes(std::slice::from_ref(&bottom.shape))?;
-        if top_diff.shape != out[0] {
+        if top_diff.shape != out[0] || top.shape != out[0] {
             return Err(OpError::new(format!(
-                "top diff shape {:?}, expected {:?}",
-                top_diff.shape, out[0]
+                "top diff shape {:?} and top shape {:?}, expected {:?}",
+                top_diff.shape, top.shape, out[0]
             )));
         }
-        let hw = [bottom.shape[2], bottom.shape[3]];
-        let (oh, ow) = (out[0][2], out[0][3]);
-        let geo = self.effective(hw);
-        let plane = hw[0] * hw[1];
-        let mut dx = Tensor::zeros(&bottom.shape);
-        if plane == 0 || oh * ow == 0 {
+        if dx.shape != bottom.shape {
+            return Err(OpError::new("bottom diff buffer has the wrong shape"));
+        }
+        let win = self.window(&bottom.shape)?;
+        let (plane, out_plane) = (win.input[0] * win.input[1], win.output[0] * win.output[1]);
+        if plane == 0 || out_plane == 0 {
             return Ok(dx);
         }
         let method = self.method;
         dx.data
             .par_chunks_mut(plane)
             .zip(bottom.data.par_chunks(plane))
-            .zip(top_diff.data.par_chunks(oh * ow))
-            .for_each(|((dx, x), dy)| {
-                for ph in 0..oh {
-                    for pw in 0..ow {
-                        let g = dy[ph * ow + pw];
-                        let (h0, h1, w0, w1, size) = clipped_window(method, (ph, pw), hw, geo);
-                        match method {
-                            PoolMethod::Max => {
-                                let mut best = -f32::MAX;
-                                let mut at = None;
-                                for y in h0..h1 {
-                                    for (i, &v) in x[y * hw[1]..][w0..w1].iter().enumerate() {
-                                        if v > best {
-                                            best = v;
-                                            at = Some(y * hw[1] + w0 + i);
-                                        }
-                                    }
-                                }
-                                if let Some(i) = at {
-                                    dx[i] += g;
-                                }
-                            }
-                            PoolMethod::Ave => {
-                                let share = g / size;
-                                for y in h0..h1 {
-                                    for d in &mut dx[y * hw[1]..][w0..w1] {
-                                        *d += share;
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
+            .zip(top.data.par_chunks(out_plane))
+            .zip(top_diff.data.par_chunks(out_plane))
+            .for_each(|(((dx, x), y), dy)| match method {
+                PoolMethod::Max => win.max_backward_plane(x, y, dy, dx),
+                PoolMethod::Ave => win.ave_backward_plane(dy, dx),
             });
         Ok(dx)
     }
@@ -252,6 +238,11 @@ impl PoolParams {
 #[cfg(test)]
 mod backward_tests {
     use super::*;
+
+    /// The forward's output, which the MAX backward reads to find each window's arg-max.
+    pub(super) fn top_of(p: &PoolParams, x: &Tensor) -> Tensor {
+        p.forward(x, &mut Ctx::default()).unwrap()
+    }
 
     #[test]
     fn max_routes_to_the_first_maximum_and_ave_uses_caffes_divisor() {
@@ -266,7 +257,7 @@ mod backward_tests {
             ..Default::default()
         };
         let dy = Tensor::from_vec(&[1, 1, 2, 2], vec![1.0, 10.0, 100.0, 1000.0]).unwrap();
-        let dx = p.backward(&dy, &x).unwrap();
+        let dx = p.backward(&dy, &x, &top_of(&p, &x)).unwrap();
         // Window (0,0) {1,5,2,3} → 5 at (0,1); (0,1) {5,5,3,4} → first 5 at (0,1);
         // (1,0) {2,3,9,0} → 9 at (2,0); (1,1) {3,4,0,4} → first 4 at (1,2).
         assert_eq!(
@@ -285,9 +276,10 @@ mod backward_tests {
             ..Default::default()
         };
         let dy = Tensor::from_vec(&[1, 1, 2, 2], vec![9.0, 0.0, 0.0, 18.0]).unwrap();
-        let dx = p.backward(&dy, &Tensor::zeros(&[1, 1, 3, 3])).unwrap();
+        let zeros = Tensor::zeros(&[1, 1, 3, 3]);
+        let dx = p.backward(&dy, &zeros, &top_of(&p, &zeros)).unwrap();
         assert_eq!(dx.data, vec![1.0, 1.0, 0.0, 1.0, 3.0, 2.0, 0.0, 2.0, 2.0]);
-        assert!(p.backward(&Tensor::zeros(&[1, 1, 3, 3]), &x).is_err());
+        assert!(p.backward(&zeros, &x, &zeros).is_err());
     }
 }
 
@@ -358,11 +350,10 @@ mod gradient_checks {
                 let len: usize = shape.iter().product();
                 let x = uniform(len, -3.0, 3.0, 5);
                 let dy = uniform(out.iter().product(), -1.0, 1.0, 6);
+                let xt = Tensor::from_vec(&shape, x.clone()).unwrap();
+                let top = super::backward_tests::top_of(&p, &xt);
                 let dx = p
-                    .backward(
-                        &Tensor::from_vec(&out, dy.clone()).unwrap(),
-                        &Tensor::from_vec(&shape, x.clone()).unwrap(),
-                    )
+                    .backward(&Tensor::from_vec(&out, dy.clone()).unwrap(), &xt, &top)
                     .unwrap();
                 let xd: Vec<f64> = x.iter().map(|&v| v as f64).collect();
                 let obj = |v: Vec<f64>| v.iter().zip(&dy).map(|(a, &b)| a * b as f64).sum::<f64>();

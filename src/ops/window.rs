@@ -112,6 +112,46 @@ impl PoolWindow {
         self.reduce_planes::<Average>(src, dst);
     }
 
+    /// MAX pooling backward of one plane: each output's diff goes to the first element of
+    /// its window (row-major) equal to the forward's output `y`, i.e. the element Caffe's
+    /// strictly-greater scan picked. `dx` is accumulated into.
+    pub fn max_backward_plane(&self, x: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32]) {
+        let w = self.input[1];
+        let (rows, cols) = (self.spans(0), self.spans(1));
+        for (o_row, r) in rows.iter().enumerate() {
+            for (o_col, c) in cols.iter().enumerate() {
+                let o = o_row * cols.len() + o_col;
+                let (target, g) = (y[o], dy[o]);
+                'window: for row in r.start..r.end {
+                    let base = row * w;
+                    for (i, &v) in x[base + c.start..base + c.end].iter().enumerate() {
+                        if v == target {
+                            dx[base + c.start + i] += g;
+                            break 'window;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// AVE pooling backward of one plane: each output's diff divided by Caffe's window
+    /// count (padding inside `H + pad` included) is added over its clipped window.
+    pub fn ave_backward_plane(&self, dy: &[f32], dx: &mut [f32]) {
+        let w = self.input[1];
+        let (rows, cols) = (self.spans(0), self.spans(1));
+        for (o_row, r) in rows.iter().enumerate() {
+            for (o_col, c) in cols.iter().enumerate() {
+                let share = dy[o_row * cols.len() + o_col] / (r.ave_count * c.ave_count) as f32;
+                for row in r.start..r.end {
+                    for d in &mut dx[row * w + c.start..row * w + c.end] {
+                        *d += share;
+                    }
+                }
+            }
+        }
+    }
+
     fn reduce_planes<R: Reduction>(&self, src: &[f32], dst: &mut [f32]) {
         let (w, kw, sw) = (self.input[1], self.kernel[1], self.stride[1]);
         let (in_plane, out_plane) = (self.input[0] * w, self.output[0] * self.output[1]);

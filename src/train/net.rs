@@ -331,6 +331,7 @@ impl TrainNet {
         );
         let (need, propagate, wants) = (&self.need_backward, &self.propagate, &self.wants_params);
         let times = &mut self.times;
+        let buffers = &self.ctx.buffers;
         pool.install(|| -> Result<(), TrainNetError> {
             for li in (0..net.layers.len()).rev() {
                 if !need[li] {
@@ -381,6 +382,7 @@ impl TrainNet {
                         propagate_down: &propagate[li],
                         phase,
                         threads,
+                        buffers,
                     },
                     pd,
                 )
@@ -396,7 +398,10 @@ impl TrainNet {
                 for (b, d) in l.bottoms.iter().zip(out) {
                     let Some(d) = d else { continue };
                     match &mut diffs[slot[b]] {
-                        Some(acc) => acc.data.iter_mut().zip(&d.data).for_each(|(a, v)| *a += v),
+                        Some(acc) => {
+                            acc.data.iter_mut().zip(&d.data).for_each(|(a, v)| *a += v);
+                            buffers.recycle(d);
+                        }
                         slot_diff @ None => *slot_diff = Some(d),
                     }
                 }
