@@ -185,7 +185,7 @@ fn output_lines_match_the_original_format_and_caffes_numbers() {
     let mut order: Vec<usize> = (0..9).collect();
     order.sort_by(|&a, &b| caffe[b].total_cmp(&caffe[a]));
     let buckets = [
-        "0-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70-79", "80+",
+        "0-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70-79", "80-120",
     ];
     let pct = |c: usize| format!("{:.2}%", caffe[c] as f64 * 100.0);
     let expected = format!(

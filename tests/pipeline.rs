@@ -63,6 +63,7 @@ fn written_nets_have_levi_hassners_layers_fillers_and_multipliers() {
                 Path::new("/data/mean.binaryproto"),
                 50,
                 50,
+                227,
             ),
         );
         let original = orig.join("train_val_test_fold_is_0.prototxt");
@@ -86,7 +87,7 @@ fn written_nets_have_levi_hassners_layers_fillers_and_multipliers() {
             };
             assert_eq!(d.source, source);
         }
-        let deploy = write(tmp.path(), "deploy.prototxt", &deploy_prototxt(kind));
+        let deploy = write(tmp.path(), "deploy.prototxt", &deploy_prototxt(kind, 227));
         let ours = load_net(&deploy, None, Phase::Test).unwrap();
         let theirs = load_net(&orig.join("deploy.prototxt"), None, Phase::Test).unwrap();
         // The original deploy omits fillers and multipliers, so compare shapes and types.
@@ -346,43 +347,79 @@ fn synthetic_faces_carry_utkface_names() {
     }
 }
 
-/// `pipeline --quick` end to end: the layout the checks read and a report with measured
-/// numbers. Needs the training loop (issue #6) in the build.
+/// `pipeline --quick` end to end on the real faces: the layout the checks read, a report
+/// whose numbers add up (the 80/20 split of the 400-image subset, confusion matrices that
+/// sum to the test set, accuracies equal to their diagonals), trained weights that are the
+/// last snapshot, every format verified, and the training curves drawn.
 #[test]
-#[ignore = "needs the training loop (#6), not yet merged; data prepare is wired"]
 fn pipeline_quick_runs_end_to_end() {
+    let Some(faces) = shared("data/utkface-asian") else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_agegender"))
-        .args(["pipeline", "--quick", "--out"])
+        .args(["pipeline", "--quick", "--threads", "2", "--utkface"])
+        .arg(&faces)
+        .arg("--out")
         .arg(&out)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("(original 66.5 %)"), "{stdout}");
     for net in ["AgeNet", "GenderNet"] {
         for ext in ["_deploy.prototxt", ".caffemodel", ".onnx", ".graph"] {
             assert!(out.join("models").join(format!("{net}{ext}")).is_file());
         }
+        assert!(out
+            .join("train")
+            .join(format!("{net}_curves.png"))
+            .is_file());
+        // The model written is the trained one: the last snapshot's weights.
+        let deploy = out.join("models").join(format!("{net}_deploy.prototxt"));
+        let model = out.join("models").join(format!("{net}.caffemodel"));
+        let snapshot = out.join("train").join(format!("{net}_iter_40.caffemodel"));
+        let a = load_net(&deploy, Some(&model), Phase::Test).unwrap();
+        let b = load_net(&deploy, Some(&snapshot), Phase::Test).unwrap();
+        for (la, lb) in a.layers.iter().zip(&b.layers) {
+            assert_eq!(la.blobs, lb.blobs, "{net} layer {}", la.name);
+        }
+        // --quick trains at 115 px: 115 → 28 → 14 → 7 → 3.
+        assert_eq!(a.infer_shapes().unwrap()["pool5"], [1, 384, 3, 3]);
     }
-    assert!(out.join("age_gender_mean.npy").is_file());
+    let mean = agegender::io::npy::read_npy(&out.join("age_gender_mean.npy")).unwrap();
+    assert_eq!(mean.shape, [3, 115, 115]);
     let v: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
     for k in ["age", "gender"] {
         let total = v[k]["total"].as_u64().unwrap();
-        let rows: u64 = v[k]["confusion"]
+        // 400 images, 80/20: 80 test images.
+        assert_eq!(total, 80, "{k}");
+        let confusion: Vec<Vec<u64>> = v[k]["confusion"]
             .as_array()
             .unwrap()
             .iter()
-            .flat_map(|r| r.as_array().unwrap().iter().map(|c| c.as_u64().unwrap()))
-            .sum();
-        assert_eq!(rows, total);
-        assert!(total > 0);
+            .map(|r| {
+                r.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|c| c.as_u64().unwrap())
+                    .collect()
+            })
+            .collect();
+        assert_eq!(confusion.len(), if k == "age" { 9 } else { 2 });
+        assert_eq!(confusion.iter().flatten().sum::<u64>(), total);
+        let diagonal: u64 = (0..confusion.len()).map(|i| confusion[i][i]).sum();
+        assert_eq!(v[k]["correct"].as_u64().unwrap(), diagonal);
+        let accuracy = v[k]["accuracy"].as_f64().unwrap();
+        assert!((accuracy - diagonal as f64 / total as f64).abs() < 1e-9);
     }
-    assert!(v["verify"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|r| r["pass"] == true));
-    assert!(out.join("report.md").is_file());
+    let verify = v["verify"].as_array().unwrap();
+    assert!(verify.len() >= 4, "{verify:?}");
+    assert!(verify.iter().all(|r| r["pass"] == true), "{verify:?}");
+    let timings = v["timings"].as_object().unwrap();
+    assert!(timings.keys().any(|k| k.contains("train AgeNet")));
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("66.5") && md.contains("85.2"), "{md}");
 }

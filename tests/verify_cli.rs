@@ -203,9 +203,27 @@ fn corrupted_export_of_a_caffe_model_names_the_caffe_layer() {
             "{engine}"
         );
     }
-    // Without --against: the Caffe model vs its own export in tract.
+    // Without --against: the Caffe model vs its own export in tract (strict), and vs its
+    // compiled NCS graph on the fp16 emulation, judged by mvNCCheck's rule: fp16 differs
+    // from f32 (so the strict bound would fail) but stays within 2 % of max|ref|.
     let (code, out, err) = verify(&base);
     assert_eq!(code, 0, "{out}{err}");
+    let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let comparisons = j["comparisons"].as_array().unwrap();
+    assert_eq!(comparisons.len(), 2, "{out}");
+    assert!(comparisons[0]["candidate"]
+        .as_str()
+        .unwrap()
+        .contains("tract"));
+    assert_eq!(comparisons[0]["tolerance"]["preset"], "strict");
+    let f16 = &comparisons[1];
+    assert!(f16["candidate"].as_str().unwrap().contains("f16"), "{f16}");
+    assert_eq!(f16["tolerance"]["preset"], "mvncheck");
+    assert_eq!(f16["pass"], true);
+    let prob = &f16["outputs"][0];
+    let max_rel = prob["max_rel"].as_f64().unwrap();
+    assert!(max_rel > 1e-5 && max_rel < 0.02, "{prob}");
+    assert_eq!(prob["top1_agreement"], 1.0);
 }
 
 #[test]
@@ -286,4 +304,52 @@ fn images_are_resized_and_mean_subtracted() {
     ]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("Mvncheck") && out.contains("PASS"), "{out}");
+}
+
+/// A net the NCS compiler refuses (a Reshape, which mvNCCompile lacks) is still verified
+/// against its ONNX export; the report says why no graph was checked.
+#[test]
+fn a_net_the_ncs_cannot_run_gets_a_note_instead_of_a_graph_comparison() {
+    let dir = tempfile::tempdir().unwrap();
+    let proto = dir.path().join("reshape.prototxt");
+    std::fs::write(
+        &proto,
+        "name: \"r\"\nlayer { name: \"data\" type: \"Input\" top: \"data\"\n  \
+         input_param { shape { dim: 1 dim: 3 dim: 8 dim: 8 } } }\n\
+         layer { name: \"conv\" type: \"Convolution\" bottom: \"data\" top: \"conv\"\n  \
+         convolution_param { num_output: 4 kernel_size: 3 } }\n\
+         layer { name: \"flat\" type: \"Reshape\" bottom: \"conv\" top: \"flat\"\n  \
+         reshape_param { shape { dim: 0 dim: -1 } } }\n\
+         layer { name: \"fc\" type: \"InnerProduct\" bottom: \"flat\" top: \"fc\"\n  \
+         inner_product_param { num_output: 3 } }\n\
+         layer { name: \"prob\" type: \"Softmax\" bottom: \"fc\" top: \"prob\" }\n",
+    )
+    .unwrap();
+    let mut net = agegender::caffe::load_net(&proto, None, agegender::ir::Phase::Test).unwrap();
+    agegender::caffe::fill_missing_weights_random(&mut net, 7).unwrap();
+    let weights = dir.path().join("reshape.caffemodel");
+    agegender::caffe::write_caffemodel(&net, &weights).unwrap();
+    let input = dir.path().join("x.npy");
+    let x: Vec<f32> = (0..192).map(|i| ((i * 37) % 17) as f32 - 8.0).collect();
+    agegender::io::npy::write_npy(
+        &input,
+        &agegender::ir::Tensor::from_vec(&[1, 3, 8, 8], x).unwrap(),
+    )
+    .unwrap();
+    let (code, out, err) = verify(&[
+        os(&proto),
+        os("--weights"),
+        os(&weights),
+        os("--input"),
+        os(&input),
+        os("--json"),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(j["comparisons"].as_array().unwrap().len(), 1, "{out}");
+    let note = j["notes"][0].as_str().unwrap();
+    assert!(
+        note.contains("NCS graph not checked") && note.contains("flat"),
+        "{note}"
+    );
 }

@@ -115,3 +115,18 @@ pub fn tract_model(
     };
     Ok(model)
 }
+
+/// A flag that SIGINT and SIGTERM set, so that long work (training) can stop after the
+/// current step with a snapshot, as Caffe does on SIGINT; a second signal while the first
+/// is pending terminates at once.
+pub fn stop_flag_on_signals() -> anyhow::Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    use anyhow::Context;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 1, std::sync::Arc::clone(&stop))
+            .context("installing the signal handler")?;
+        signal_hook::flag::register(sig, std::sync::Arc::clone(&stop))
+            .context("installing the signal handler")?;
+    }
+    Ok(stop)
+}

@@ -4,11 +4,8 @@
 use crate::train::trainer::{TrainOptions, Trainer};
 use anyhow::Context;
 use clap::Args;
-use signal_hook::consts::{SIGINT, SIGTERM};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 
 /// Exit code after a stop request (SIGINT/SIGTERM): the snapshot was written.
 pub const EXIT_INTERRUPTED: u8 = 130;
@@ -49,14 +46,7 @@ pub struct TrainArgs {
 
 /// Runs the training.
 pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [SIGINT, SIGTERM] {
-        // A second signal while the first is pending terminates at once.
-        signal_hook::flag::register_conditional_shutdown(sig, 1, Arc::clone(&stop))
-            .context("installing the signal handler")?;
-        signal_hook::flag::register(sig, Arc::clone(&stop))
-            .context("installing the signal handler")?;
-    }
+    let stop = super::common::stop_flag_on_signals()?;
     let threads = if args.threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {

@@ -172,16 +172,10 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let subjects: Vec<Subject> = models
         .iter()
         .zip(&candidates)
-        .map(|(m, c)| Subject {
-            model: m,
-            engine: c.engine,
-        })
+        .map(|(m, c)| Subject::new(m, c.engine))
         .collect();
     let report = verify::verify(
-        &Subject {
-            model: &reference,
-            engine: args.engine,
-        },
+        &Subject::new(&reference, args.engine),
         &subjects,
         &inputs,
         &options,

@@ -10,9 +10,7 @@ pub use confusion::{ClassMetrics, ConfusionMatrix, EvalError, EvalReport};
 pub use lmdb::{evaluate_lmdb, LmdbEval};
 
 /// The age buckets the data pipeline labels with (`id = min(age / 10, 8)`), in class order.
-pub const AGE_BUCKETS: [&str; 9] = [
-    "0-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70-79", "80-120",
-];
+pub use crate::data::utkface::AGE_BUCKETS;
 
 /// The gender classes in label order (UTKFace: 0 male, 1 female).
 pub const GENDERS: [&str; 2] = ["Male", "Female"];

@@ -2,11 +2,9 @@
 
 use serde::Serialize;
 
-/// The nine age buckets of the UTKFace nets, in class order (`class = min(age / 10, 8)`),
-/// with the last one written `80+` as the original project printed it.
-pub const AGE_LABELS: [&str; 9] = [
-    "0-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70-79", "80+",
-];
+/// The nine age buckets of the UTKFace nets, in class order (`class = min(age / 10, 8)`):
+/// the data pipeline's labels, so that `infer`, `test` and `data prepare` name a class alike.
+pub const AGE_LABELS: [&str; 9] = crate::data::utkface::AGE_BUCKETS;
 
 /// The eight Adience age groups of Levi & Hassner's published AgeNet (8 outputs), in class
 /// order, so that their original deploy files print readable labels too.
@@ -156,7 +154,7 @@ mod tests {
 
     #[test]
     fn labels_cover_utkface_adience_and_unknown_heads() {
-        assert_eq!(Task::Age.labels(9)[8], "80+");
+        assert_eq!(Task::Age.labels(9)[8], "80-120");
         assert_eq!(Task::Age.labels(8)[7], "60-100");
         assert_eq!(Task::Gender.labels(2), ["Male", "Female"]);
         assert_eq!(Task::Gender.labels(3), ["0", "1", "2"]);

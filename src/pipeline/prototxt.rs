@@ -222,11 +222,12 @@ pub fn train_val_prototxt(
     mean_file: &Path,
     batch: usize,
     test_batch: usize,
+    input: usize,
 ) -> String {
     let data = |phase: &str, source: &Path, batch: usize, mirror: bool| {
         format!(
             "layer {{\n  name: \"data\"\n  type: \"Data\"\n  top: \"data\"\n  top: \"label\"\n  \
-             include {{ phase: {phase} }}\n  transform_param {{\n    mirror: {mirror}\n    crop_size: 227\n    \
+             include {{ phase: {phase} }}\n  transform_param {{\n    mirror: {mirror}\n    crop_size: {input}\n    \
              mean_file: \"{}\"\n  }}\n  data_param {{\n    source: \"{}\"\n    batch_size: {batch}\n    backend: LMDB\n  }}\n}}\n",
             mean_file.display(),
             source.display()
@@ -244,11 +245,12 @@ pub fn train_val_prototxt(
     )
 }
 
-/// The deploy net: an `Input` of 1×3×227×227, the body and a `Softmax` named `prob`.
-pub fn deploy_prototxt(kind: NetKind) -> String {
+/// The deploy net: an `Input` of 1×3×`input`×`input` (227 in Levi & Hassner), the body
+/// and a `Softmax` named `prob`.
+pub fn deploy_prototxt(kind: NetKind, input: usize) -> String {
     format!(
         "# Written by agegender pipeline: Levi & Hassner's {} for deployment.\nname: \"{}\"\n\
-         layer {{\n  name: \"data\"\n  type: \"Input\"\n  top: \"data\"\n  input_param {{ shape {{ dim: 1 dim: 3 dim: 227 dim: 227 }} }}\n}}\n\
+         layer {{\n  name: \"data\"\n  type: \"Input\"\n  top: \"data\"\n  input_param {{ shape {{ dim: 1 dim: 3 dim: {input} dim: {input} }} }}\n}}\n\
          {}layer {{\n  name: \"prob\"\n  type: \"Softmax\"\n  bottom: \"fc8\"\n  top: \"prob\"\n}}\n",
         kind.name(),
         kind.name(),

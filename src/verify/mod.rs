@@ -65,6 +65,20 @@ pub struct Subject<'a> {
     pub model: &'a Model,
     /// The engine.
     pub engine: EngineKind,
+    /// As a candidate: its own pass/fail rule instead of [`Options::tolerance`] (an fp16
+    /// graph is judged by mvNCCheck's rule while an f32 conversion stays strict).
+    pub tolerance: Option<Tolerance>,
+}
+
+impl<'a> Subject<'a> {
+    /// `model` on `engine`, judged by the run's tolerance.
+    pub fn new(model: &'a Model, engine: EngineKind) -> Self {
+        Self {
+            model,
+            engine,
+            tolerance: None,
+        }
+    }
 }
 
 /// How a verification runs.
@@ -85,7 +99,8 @@ pub fn compare(
     inputs: &[Tensor],
     options: &Options,
 ) -> Result<Comparison, VerifyError> {
-    let (tolerance, threads) = (options.tolerance, options.threads);
+    let tolerance = candidate.tolerance.unwrap_or(options.tolerance);
+    let threads = options.threads;
     let shape = inputs
         .first()
         .map(|t| t.shape.clone())
@@ -170,6 +185,7 @@ pub fn compare(
     Ok(Comparison {
         reference: r.label().to_string(),
         candidate: c.label().to_string(),
+        tolerance,
         pass,
         outputs,
         intermediates,
@@ -177,20 +193,31 @@ pub fn compare(
     })
 }
 
-/// Compares every candidate against the reference; without candidates, the reference model
-/// run by tract (for a Caffe net: its ONNX export) is the candidate.
+/// Compares every candidate against the reference. Without candidates it checks the two
+/// conversions a user of the reference would make: the model run by tract (for a Caffe net:
+/// its ONNX export), under the run's tolerance, and the model compiled to an NCS graph,
+/// read back and run on the fp16 NCS emulation, under mvNCCheck's rule (fp16 cannot meet
+/// the strict f32 bound). A net the NCS compiler refuses gets a note instead.
 pub fn verify(
     reference: &Subject,
     candidates: &[Subject],
     inputs: &[Tensor],
     options: &Options,
 ) -> Result<Report, VerifyError> {
-    let implicit;
+    let mut notes = Vec::new();
+    let compiled;
+    let implicit: Vec<Subject>;
     let candidates = if candidates.is_empty() {
-        implicit = [Subject {
-            model: reference.model,
-            engine: EngineKind::Tract,
-        }];
+        compiled = compiled_graph(reference.model, &mut notes);
+        let mut list = vec![Subject::new(reference.model, EngineKind::Tract)];
+        if let Some(graph) = &compiled {
+            list.push(Subject {
+                model: graph,
+                engine: EngineKind::F16,
+                tolerance: Some(Tolerance::new(Preset::Mvncheck, None)),
+            });
+        }
+        implicit = list;
         &implicit[..]
     } else {
         candidates
@@ -204,5 +231,34 @@ pub fn verify(
         tolerance: options.tolerance,
         inputs: inputs.len(),
         comparisons,
+        notes,
     })
+}
+
+/// The reference compiled to an NCS graph (default `mvNCCompile` options) and read back
+/// into the IR, as the NCS would run it; `None` with a note when the model is not an IR
+/// net or the compiler refuses it.
+fn compiled_graph(model: &Model, notes: &mut Vec<String>) -> Option<Model> {
+    let net = match model {
+        Model::Ir { net, .. } | Model::Net(net) => net.clone(),
+        Model::Onnx { path, .. } => match crate::onnx::import::import(path) {
+            Ok(net) => net,
+            Err(e) => {
+                notes.push(format!("NCS graph not checked: {e}"));
+                return None;
+            }
+        },
+    };
+    let compiled = crate::ncs::compiler::compile(&net, &Default::default())
+        .map_err(|e| e.to_string())
+        .and_then(|c| crate::ncs::graph_to_net(&c.graph).map_err(|e| e.to_string()));
+    match compiled {
+        Ok(graph_net) => Some(Model::Net(graph_net)),
+        Err(e) => {
+            notes.push(format!(
+                "NCS graph not checked: the compiler refuses the net: {e}"
+            ));
+            None
+        }
+    }
 }

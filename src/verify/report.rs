@@ -12,6 +12,8 @@ pub struct Comparison {
     pub reference: String,
     /// `MODEL [engine]` of the candidate.
     pub candidate: String,
+    /// The rule this comparison was judged by.
+    pub tolerance: Tolerance,
     /// Every output within tolerance (and, for `strict`, every matched blob).
     pub pass: bool,
     /// Metrics of each net output.
@@ -33,6 +35,8 @@ pub struct Report {
     pub inputs: usize,
     /// One entry per candidate.
     pub comparisons: Vec<Comparison>,
+    /// What was not checked, and why.
+    pub notes: Vec<String>,
 }
 
 fn pct(v: Option<f32>) -> String {
@@ -68,18 +72,25 @@ impl fmt::Display for Report {
         )?;
         for c in &self.comparisons {
             writeln!(f, "\n{}  vs  {}", c.reference, c.candidate)?;
+            if c.tolerance != self.tolerance {
+                writeln!(
+                    f,
+                    "  judged by {:?} (bound {})",
+                    c.tolerance.preset, c.tolerance.bound
+                )?;
+            }
             writeln!(
                 f,
                 "  {:<24} {:>10} {:>10} {:>10} {:>10} {:>9} {:>7} {:>7}",
                 "blob", "max_abs", "max_rel", "mean_rel", "rms_rel", ">2%", "top1", "top5"
             )?;
             for m in &c.outputs {
-                row(f, m, self.tolerance.output_ok(m))?;
+                row(f, m, c.tolerance.output_ok(m))?;
             }
             if !c.intermediates.is_empty() {
                 writeln!(f, "  intermediate blobs:")?;
                 for m in &c.intermediates {
-                    row(f, m, self.tolerance.error_ok(m))?;
+                    row(f, m, c.tolerance.error_ok(m))?;
                 }
             }
             match &c.first_divergent_layer {
@@ -87,6 +98,9 @@ impl fmt::Display for Report {
                 None => writeln!(f, "  no layer diverges")?,
             }
             writeln!(f, "  {}", if c.pass { "PASS" } else { "FAIL" })?;
+        }
+        for n in &self.notes {
+            writeln!(f, "\nnote: {n}")?;
         }
         write!(f, "\n{}", if self.pass { "PASS" } else { "FAIL" })
     }
