@@ -422,4 +422,30 @@ fn pipeline_quick_runs_end_to_end() {
     assert!(timings.keys().any(|k| k.contains("train AgeNet")));
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("66.5") && md.contains("85.2"), "{md}");
+
+    // --resume with 4 more GenderNet iterations: the data and the finished AgeNet are
+    // reused (same test result), GenderNet continues from its iteration-40 snapshot.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_agegender"))
+        .args(["pipeline", "--quick", "--resume", "--iters-gender", "44"])
+        .args(["--threads", "2", "--utkface"])
+        .arg(&faces)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("reusing the prepared data"), "{err}");
+    assert!(
+        err.contains("AgeNet: resuming from") && err.contains("(iteration 40)"),
+        "{err}"
+    );
+    assert!(err.contains("GenderNet: resuming from"), "{err}");
+    assert!(out.join("train/GenderNet_iter_44.caffemodel").is_file());
+    assert!(!out.join("train/AgeNet_iter_44.caffemodel").exists());
+    let again: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(again["age"]["confusion"], v["age"]["confusion"]);
+    let gender_log = std::fs::read_to_string(out.join("train/GenderNet_log.jsonl")).unwrap();
+    assert!(gender_log.contains("\"iter\":44"), "{gender_log}");
 }

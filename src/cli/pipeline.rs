@@ -41,6 +41,10 @@ pub struct Args {
     /// Worker threads (0 = all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Continue an earlier run in the same OUT: reuse its prepared data and resume each
+    /// net's training from its latest snapshot (after Ctrl-C, or with more iterations).
+    #[arg(long)]
+    pub resume: bool,
     /// Input size of the nets and of the LMDB records [default: 227 (Levi & Hassner), 115
     /// with --quick]. 115 keeps every feature map at half of 227's and trains 3–4× faster
     /// on a CPU.
@@ -59,6 +63,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         threads: args.threads,
         input_size: args.input_size.map(|v| v as usize),
         verbose: true,
+        resume: args.resume,
         stop: super::common::stop_flag_on_signals()?,
     })?;
     println!(

@@ -76,6 +76,10 @@ pub struct PipelineOptions {
     pub input_size: Option<usize>,
     /// Progress bars and step lines on stderr.
     pub verbose: bool,
+    /// Reuse what an earlier run in the same OUT finished: the prepared data (same size and
+    /// subset), and each net's latest snapshot, resuming its training from there (a net
+    /// whose final snapshot exists is not trained again).
+    pub resume: bool,
     /// Set by a signal handler: training stops after the current iteration with a
     /// snapshot, and the pipeline ends with an error that says how to resume.
     pub stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -154,6 +158,15 @@ fn prepare_data(
     out: &Path,
     options: &PipelineOptions,
 ) -> Result<PreparedData, PipelineError> {
+    if options.resume {
+        if let Some(done) = finished_data(out, options) {
+            step_line(
+                options,
+                &format!("reusing the prepared data in {}", out.display()),
+            );
+            return Ok(done);
+        }
+    }
     let mut prepare = crate::data::PrepareOptions::new(source, out);
     prepare.limit = options.limit();
     prepare.size = options.input();
@@ -172,6 +185,49 @@ fn prepare_data(
     })
 }
 
+/// The data of an earlier run in `out`, when its `stats.json` says it was prepared with the
+/// same record size and subset and every LMDB it lists exists (`--resume`).
+fn finished_data(out: &Path, options: &PipelineOptions) -> Option<PreparedData> {
+    let stats: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("stats.json")).ok()?).ok()?;
+    let same = stats["size"].as_u64() == Some(options.input() as u64)
+        && stats["limit"].as_u64().map(|v| v as usize) == options.limit();
+    let records: BTreeMap<String, usize> = stats["lmdb_records"]
+        .as_object()?
+        .iter()
+        .map(|(k, v)| Some((k.clone(), v.as_u64()? as usize)))
+        .collect::<Option<_>>()?;
+    let complete = records.len() == 4
+        && records
+            .keys()
+            .all(|k| out.join("lmdb").join(k).join("data.mdb").is_file());
+    (same && complete).then(|| PreparedData {
+        dir: out.to_path_buf(),
+        images: stats["counts"]["all"]["total"].as_u64().unwrap_or(0) as usize,
+        records,
+    })
+}
+
+/// The latest snapshot `<prefix>_iter_N.solverstate` (with its caffemodel) in the folder of
+/// `prefix`, for `--resume`.
+fn latest_snapshot(prefix: &Path) -> Option<(u64, PathBuf)> {
+    let dir = prefix.parent()?;
+    let stem = format!("{}_iter_", prefix.file_name()?.to_str()?);
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            let iter: u64 = name
+                .strip_prefix(&stem)?
+                .strip_suffix(".solverstate")?
+                .parse()
+                .ok()?;
+            let caffemodel = dir.join(format!("{stem}{iter}.caffemodel"));
+            caffemodel.is_file().then(|| (iter, dir.join(name)))
+        })
+        .max_by_key(|(iter, _)| *iter)
+}
+
 /// Trains one net from its solver file with the native trainer (Caffe's SGD semantics),
 /// loads the last snapshot into the deploy net, and draws the training curves into
 /// `OUT/train/<Net>_curves.png`; returns the trained deploy net and what happened.
@@ -187,26 +243,54 @@ fn train_net(
         msg: format!("{}: {msg}", kind.name()),
     };
     let log = out.join("train").join(format!("{}_log.jsonl", kind.name()));
-    let report = crate::train::trainer::train(crate::train::trainer::TrainOptions {
-        solver: solver.to_path_buf(),
-        weights: None,
-        resume: None,
-        threads: if options.threads == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        } else {
-            options.threads
-        },
-        log: Some(log.clone()),
-        verbose: options.verbose,
-        stop: options.stop.clone(),
-    })
-    .map_err(|e| fail(e.to_string()))?;
+    let prefix = out.join("train").join(kind.name());
+    let max_iter = options.iterations(kind);
+    let resume = if options.resume {
+        latest_snapshot(&prefix).filter(|(iter, _)| *iter <= max_iter)
+    } else {
+        None
+    };
+    if let Some((iter, state)) = &resume {
+        step_line(
+            options,
+            &format!(
+                "{}: resuming from {} (iteration {iter})",
+                kind.name(),
+                state.display()
+            ),
+        );
+    }
+    let finished = resume.as_ref().is_some_and(|(iter, _)| *iter == max_iter);
+    let report = if finished {
+        crate::train::trainer::TrainReport {
+            iter: max_iter,
+            snapshots: vec![crate::train::state::snapshot_paths(
+                &prefix.display().to_string(),
+                max_iter,
+            )],
+            ..Default::default()
+        }
+    } else {
+        crate::train::trainer::train(crate::train::trainer::TrainOptions {
+            solver: solver.to_path_buf(),
+            weights: None,
+            resume: resume.map(|(_, state)| state),
+            threads: if options.threads == 0 {
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            } else {
+                options.threads
+            },
+            log: Some(log.clone()),
+            verbose: options.verbose,
+            stop: options.stop.clone(),
+        })
+        .map_err(|e| fail(e.to_string()))?
+    };
     if report.interrupted {
         return Err(fail(format!(
-            "interrupted after {} iterations (snapshot written; rerun `agegender train \
-             --solver {} --snapshot <prefix>_iter_N.solverstate` to continue)",
-            report.iter,
-            solver.display()
+            "interrupted after {} iterations (snapshot written; rerun the same command with \
+             --resume to continue)",
+            report.iter
         )));
     }
     let snapshot = report
@@ -219,6 +303,19 @@ fn train_net(
     let records = crate::train::log::read_log(&log).map_err(|e| fail(e.to_string()))?;
     crate::train::plot::write_plot(&records, &out.join(&curves))
         .map_err(|e| fail(e.to_string()))?;
+    // A reused run reports the throughput its log recorded last.
+    let images_per_s = if finished {
+        records
+            .iter()
+            .rev()
+            .find_map(|r| match r {
+                crate::train::log::LogRecord::Train(t) => Some(t.images_per_s),
+                _ => None,
+            })
+            .unwrap_or(0.0)
+    } else {
+        report.images_per_s
+    };
     let schedule = std::fs::read_to_string(solver).unwrap_or_default();
     let field = |name: &str| {
         schedule
@@ -243,7 +340,7 @@ fn train_net(
             ),
             iterations: report.iter,
             batch: options.batch(),
-            images_per_s: report.images_per_s,
+            images_per_s,
             curves: curves.display().to_string(),
         },
     ))
