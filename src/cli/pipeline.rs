@@ -29,10 +29,10 @@ pub struct Args {
     #[arg(long, value_name = "OUT")]
     pub out: PathBuf,
     /// AgeNet training iterations.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "N", value_parser = crate::cli::common::positive::<u64>, allow_negative_numbers = true)]
     pub iters_age: Option<u64>,
     /// GenderNet training iterations.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "N", value_parser = crate::cli::common::positive::<u64>, allow_negative_numbers = true)]
     pub iters_gender: Option<u64>,
     /// Short demo: a 400-image subset and 40 iterations per net.
     #[arg(long)]
@@ -40,10 +40,17 @@ pub struct Args {
     /// Worker threads (0 = all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Write into OUT even when it already exists and is not empty (its files are replaced).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Runs `pipeline`.
 pub fn run(args: Args) -> Result<ExitCode> {
+    crate::cli::common::check_output(&args.out, crate::cli::common::OutputKind::Dir, args.force)?;
+    if let Some(dir) = &args.utkface {
+        crate::cli::common::check_input_dir(dir, "UTKFace folder")?;
+    }
     let report = run_pipeline(&PipelineOptions {
         utkface: args.utkface,
         out: args.out.clone(),
