@@ -45,12 +45,12 @@ impl ModelFormat {
 /// Loads any supported model into the IR. `weights` applies to a prototxt (a caffemodel
 /// matched by layer name); deploy nets are loaded in the TEST phase.
 pub fn load_model(path: &Path, weights: Option<&Path>) -> Result<Net> {
-    if !path.exists() {
-        bail!("{}: no such file", path.display());
-    }
-    if let Some(w) = weights {
-        if !w.exists() {
-            bail!("{}: no such file", w.display());
+    for p in std::iter::once(path).chain(weights) {
+        if !p.exists() {
+            bail!("{}: no such file", p.display());
+        }
+        if p.is_dir() {
+            bail!("{}: is a directory; expected a model file", p.display());
         }
     }
     let format = ModelFormat::detect(path)?;

@@ -212,3 +212,70 @@ fn sigint_writes_a_snapshot_that_resumes_and_the_log_plots() {
     );
     assert!(image::open(&png).is_ok());
 }
+
+/// SIGTERM (what `kill`, systemd and container runtimes send) stops training like SIGINT:
+/// exit 130 with one complete snapshot pair and no temporary file. A fresh run over that
+/// snapshot prefix is then refused without `--force` (issue 8: no overwrite without it),
+/// naming a snapshot file; resuming needs no flag.
+#[test]
+fn sigterm_writes_a_snapshot_and_a_fresh_run_over_it_needs_force() {
+    let Some(dir) = shared("fixtures-real/caffe-oracle") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    solver(tmp.path(), &dir, "max_iter: 100000\n");
+    let init = dir.join("levi_mini/levi_mini_init_iter_0.caffemodel");
+    let train = |extra: &[&str]| {
+        let mut c = bin();
+        c.current_dir(tmp.path())
+            .args(["train", "--solver", "solver.prototxt", "--quiet"])
+            .args(["--threads", "2", "--log", "log.jsonl", "--weights"])
+            .arg(&init)
+            .args(extra);
+        c
+    };
+    let mut child = train(&[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = tmp.path().join("log.jsonl");
+    let started = Instant::now();
+    while std::fs::read_to_string(&log).map_or(0, |t| t.lines().count()) < 2 {
+        assert!(started.elapsed() < Duration::from_secs(120), "no log");
+        assert!(child.try_wait().unwrap().is_none(), "training exited early");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    let mut snaps: Vec<String> = std::fs::read_dir(tmp.path().join("snap"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    snaps.sort();
+    assert_eq!(snaps.len(), 2, "{snaps:?}");
+    let n = snaps[0]
+        .strip_prefix("mini_iter_")
+        .and_then(|r| r.strip_suffix(".caffemodel"))
+        .unwrap_or_else(|| panic!("{snaps:?}"));
+    assert_eq!(snaps[1], format!("mini_iter_{n}.solverstate"));
+
+    let before = std::fs::read(tmp.path().join("snap").join(&snaps[0])).unwrap();
+    let refused = train(&[]).output().unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("mini_iter_") && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(tmp.path().join("snap").join(&snaps[0])).unwrap(),
+        before
+    );
+}

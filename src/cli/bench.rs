@@ -29,10 +29,10 @@ pub struct Args {
     #[arg(long)]
     pub random_weights: bool,
     /// Images per forward pass.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 1, value_parser = crate::cli::common::positive::<u32>, allow_negative_numbers = true)]
     pub batch: u32,
     /// Timed iterations.
-    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 20, value_parser = crate::cli::common::positive::<u32>, allow_negative_numbers = true)]
     pub iters: u32,
     /// Untimed warm-up iterations.
     #[arg(long, default_value_t = 2)]

@@ -116,13 +116,94 @@ pub fn tract_model(
     Ok(model)
 }
 
-/// A flag that SIGINT and SIGTERM set, so that long work (training) can stop after the
-/// current step with a snapshot, as Caffe does on SIGINT; a second signal while the first
-/// is pending terminates at once.
-pub fn stop_flag_on_signals() -> anyhow::Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
-    use anyhow::Context;
+/// What a command is about to write at an output path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputKind {
+    /// One file (a model, a mean, a report, an image).
+    File,
+    /// A folder the command fills (an LMDB, a run's outputs).
+    Dir,
+}
+
+/// Checks an output path before anything is computed or written (issue 8: "output paths
+/// that already exist are not overwritten without `--force`"). A path of the wrong kind (a
+/// directory where a file goes, or the reverse) is refused even with `force`, since
+/// replacing it would destroy something of another kind. An existing directory output
+/// counts as taken only when it is not empty.
+pub fn check_output(path: &Path, kind: OutputKind, force: bool) -> Result<()> {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(());
+    };
+    match (kind, meta.is_dir()) {
+        (OutputKind::File, true) => bail!(
+            "{} is a directory; the output here is a file, give a file name",
+            path.display()
+        ),
+        (OutputKind::Dir, false) => bail!(
+            "{} exists and is not a directory; the output here is a folder",
+            path.display()
+        ),
+        (OutputKind::File, false) if !force => bail!(
+            "{} already exists; pass --force to overwrite it",
+            path.display()
+        ),
+        (OutputKind::Dir, true) if !force && !dir_is_empty(path)? => bail!(
+            "{} already exists and is not empty; pass --force to replace its contents",
+            path.display()
+        ),
+        _ => Ok(()),
+    }
+}
+
+fn dir_is_empty(dir: &Path) -> Result<bool> {
+    let mut entries =
+        std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    Ok(entries.next().is_none())
+}
+
+/// Checks an input path that must be a regular file (issue 8: a directory where a file is
+/// expected gets a clear error naming the path, not the OS's "Is a directory").
+pub fn check_input_file(path: &Path, what: &str) -> Result<()> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => bail!("{what} {} is a directory; expected a file", path.display()),
+        Ok(_) => Ok(()),
+        Err(e) => {
+            Err(anyhow::Error::new(e).context(format!("cannot read {what} {}", path.display())))
+        }
+    }
+}
+
+/// Checks an input path that must be a directory (an LMDB, an image folder).
+pub fn check_input_dir(path: &Path, what: &str) -> Result<()> {
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_dir() => bail!("{what} {} is a file; expected a directory", path.display()),
+        Ok(_) => Ok(()),
+        Err(e) => {
+            Err(anyhow::Error::new(e).context(format!("cannot read {what} {}", path.display())))
+        }
+    }
+}
+
+/// A clap value parser for counts and sizes that must be at least 1 (issue 8: "a negative
+/// or zero batch, iteration count or size" gets a clear error, not a panic or an empty run).
+/// Pair it with `allow_negative_numbers = true` so `-3` reaches it instead of being taken
+/// for a flag.
+pub fn positive<T: TryFrom<i128>>(s: &str) -> std::result::Result<T, String> {
+    match s.trim().parse::<i128>() {
+        Ok(v) if v >= 1 => T::try_from(v).map_err(|_| format!("{s} is too large")),
+        Ok(v) => Err(format!("must be at least 1, got {v}")),
+        Err(_) => Err(format!("expected a whole number of at least 1, got '{s}'")),
+    }
+}
+
+/// Installs SIGINT and SIGTERM handlers that set the returned flag, so a long command
+/// (`train`, `data prepare`) can stop at a safe point and leave complete files only, as
+/// Caffe's `sigint_effect: stop` does. A second signal while the first is pending ends the
+/// process at once.
+pub fn stop_on_signals() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+    for sig in [SIGINT, SIGTERM] {
         signal_hook::flag::register_conditional_shutdown(sig, 1, std::sync::Arc::clone(&stop))
             .context("installing the signal handler")?;
         signal_hook::flag::register(sig, std::sync::Arc::clone(&stop))

@@ -42,6 +42,9 @@ pub struct Args {
     /// NCSDK generation of the graph container (1.12 is the only one this build writes).
     #[arg(long, default_value = "1.12")]
     pub ncsdk: String,
+    /// Overwrite the output graph when it exists (mvNCCompile always did; we ask first).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Rewrites mvNCCompile's single-dash long flags (`-in`, `-on`, `-is`) to the `--` form
@@ -69,9 +72,17 @@ pub fn run(args: Args) -> Result<ExitCode> {
             args.ncsdk
         );
     }
+    crate::cli::common::check_output(
+        &args.output,
+        crate::cli::common::OutputKind::File,
+        args.force,
+    )?;
     let net = load_model(&args.model, args.weights.as_deref())?;
     let input_size = match args.input_size.as_deref() {
         None => None,
+        Some([w, h]) if *w == 0 || *h == 0 => {
+            bail!("-is {w} {h}: width and height must be at least 1")
+        }
         Some([w, h]) => Some([*w, *h]),
         Some(_) => bail!("-is takes WIDTH HEIGHT"),
     };

@@ -1,6 +1,7 @@
 //! `agegender convert`: any readable model to any writable format, chosen by the output
 //! extension; also binaryproto means to `.npy`.
 
+use crate::cli::common::{check_output, OutputKind};
 use crate::model::load_model;
 use anyhow::{bail, Result};
 use clap::Args as ClapArgs;
@@ -32,6 +33,9 @@ pub struct Args {
     /// Seed for --random-weights.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Overwrite output files that already exist.
+    #[arg(long)]
+    pub force: bool,
 }
 
 fn ext(p: &Path) -> String {
@@ -44,6 +48,14 @@ fn ext(p: &Path) -> String {
 /// Runs `convert`.
 pub fn run(args: Args) -> Result<ExitCode> {
     let (src, dst) = (ext(&args.model), ext(&args.output));
+    check_output(&args.output, OutputKind::File, args.force)?;
+    if dst == "caffemodel" {
+        check_output(
+            &args.output.with_extension("prototxt"),
+            OutputKind::File,
+            args.force,
+        )?;
+    }
     if src == "binaryproto" {
         if dst != "npy" {
             bail!(

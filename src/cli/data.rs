@@ -1,8 +1,11 @@
 //! `agegender data`: dataset preparation and Caffe's data tools (`convert_imageset`,
 //! `compute_image_mean`) plus an LMDB viewer.
 
+use crate::cli::common::{check_input_dir, check_input_file, check_output, positive, OutputKind};
+use crate::cli::train::EXIT_INTERRUPTED;
 use crate::cli::EXIT_CHECK_FAILED;
 use crate::data::utkface::RaceFilter;
+use crate::data::DataError;
 use crate::data::{
     compute_image_mean, convert_imageset, prepare, read_image_list, ImagesetOptions, PrepareOptions,
 };
@@ -45,7 +48,8 @@ pub enum DataCommand {
   agegender data prepare --utkface UTKFace --limit 200 --size 64 --out quick --json
 
 Writes OUT/lmdb/{age,gender}_{train,test}_lmdb, OUT/mean.binaryproto, OUT/mean.npy,
-OUT/{age,gender}_{train,test}.txt, OUT/augmented.tsv and OUT/stats.json.")]
+OUT/{age,gender}_{train,test}.txt, OUT/augmented.tsv and OUT/stats.json. OUT appears only
+when complete; Ctrl-C (or SIGTERM) stops, leaves nothing behind and exits with 130.")]
 pub struct PrepareArgs {
     /// The UTKFace folder (aligned & cropped `age_gender_race_datetime.jpg.chip.jpg`).
     #[arg(long)]
@@ -63,17 +67,20 @@ pub struct PrepareArgs {
     #[arg(long, default_value_t = 230)]
     pub seed: u64,
     /// Records are SIZE×SIZE.
-    #[arg(long, default_value_t = 227)]
+    #[arg(long, default_value_t = 227, value_parser = positive::<usize>, allow_negative_numbers = true)]
     pub size: usize,
     /// Split each age class separately, keeping its proportion in both parts.
     #[arg(long)]
     pub stratify: bool,
     /// Use only a seeded random subset of N images (for quick runs).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = positive::<usize>, allow_negative_numbers = true)]
     pub limit: Option<usize>,
     /// Print the report as JSON instead of tables.
     #[arg(long)]
     pub json: bool,
+    /// Replace OUT when it already exists and is not empty.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Arguments of `data lmdb`.
@@ -96,7 +103,7 @@ pub struct LmdbArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// Resize every image to SIZE×SIZE (default: keep each image's size).
-    #[arg(long)]
+    #[arg(long, value_parser = positive::<usize>, allow_negative_numbers = true)]
     pub size: Option<usize>,
     /// Shuffle the lines before writing.
     #[arg(long)]
@@ -107,6 +114,9 @@ pub struct LmdbArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Replace OUT when it already exists.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Arguments of `data mean`.
@@ -125,6 +135,9 @@ pub struct MeanArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Overwrite the output file when it exists.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Arguments of `data show`.
@@ -144,6 +157,9 @@ pub struct ShowArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Overwrite the image file when it exists.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Runs `agegender data …`.
@@ -157,6 +173,8 @@ pub fn run(args: DataArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn run_prepare(a: PrepareArgs) -> anyhow::Result<ExitCode> {
+    check_input_dir(&a.utkface, "UTKFace folder")?;
+    check_output(&a.out, OutputKind::Dir, a.force)?;
     let mut options = PrepareOptions::new(&a.utkface, &a.out);
     options.race = RaceFilter::parse(&a.race).map_err(anyhow::Error::msg)?;
     options.train_fraction = a.split;
@@ -165,7 +183,14 @@ fn run_prepare(a: PrepareArgs) -> anyhow::Result<ExitCode> {
     options.stratify = a.stratify;
     options.limit = a.limit;
     options.progress = !a.json;
-    let report = prepare(&options).context("data prepare")?;
+    options.stop = Some(crate::cli::common::stop_on_signals()?);
+    let report = match prepare(&options) {
+        Err(e @ DataError::Interrupted { .. }) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::from(EXIT_INTERRUPTED));
+        }
+        other => other.context("data prepare")?,
+    };
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -176,6 +201,9 @@ fn run_prepare(a: PrepareArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn run_lmdb(a: LmdbArgs) -> anyhow::Result<ExitCode> {
+    check_input_file(&a.list, "image list")?;
+    check_input_dir(&a.root, "image root")?;
+    check_output(&a.out, OutputKind::Dir, a.force)?;
     let entries = read_image_list(&a.list)?;
     let options = ImagesetOptions {
         size: a.size,
@@ -205,6 +233,8 @@ fn run_lmdb(a: LmdbArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn run_mean(a: MeanArgs) -> anyhow::Result<ExitCode> {
+    check_input_dir(&a.lmdb, "LMDB")?;
+    check_output(&a.output, OutputKind::File, a.force)?;
     let mean = compute_image_mean(&a.lmdb)?;
     mean.save(&a.output)?;
     let channels = mean.channel_means();
@@ -228,6 +258,10 @@ fn run_mean(a: MeanArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn run_show(a: ShowArgs) -> anyhow::Result<ExitCode> {
+    check_input_dir(&a.lmdb, "LMDB")?;
+    if let Some(out) = &a.output {
+        check_output(out, OutputKind::File, a.force)?;
+    }
     let reader = LmdbReader::open(&a.lmdb)?;
     let mut cursor = reader.cursor()?;
     let mut labels: BTreeMap<i32, usize> = BTreeMap::new();

@@ -79,7 +79,7 @@ pub struct Args {
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// Also print the K most likely classes.
-    #[arg(long, value_name = "K", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "K", default_value_t = 1, value_parser = crate::cli::common::positive::<u32>, allow_negative_numbers = true)]
     pub top: u32,
     /// Subtract the mean file's per-channel averages instead of the mean image.
     #[arg(long)]
@@ -91,11 +91,14 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = FaceCrop::None)]
     pub face_crop: FaceCrop,
     /// Images per forward pass.
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 16, value_parser = crate::cli::common::positive::<u32>, allow_negative_numbers = true)]
     pub batch: u32,
     /// Worker threads (0 = all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Overwrite the --output file when it exists.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -119,6 +122,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
         (_, _, Some(_)) => Format::Csv,
         _ => Format::Text,
     };
+    if let Some(out) = &args.output {
+        crate::cli::common::check_output(out, crate::cli::common::OutputKind::File, args.force)?;
+    }
+    crate::cli::common::check_input_file(&args.mean_file, "mean file")?;
     let meta = std::fs::metadata(&args.image_path)
         .with_context(|| format!("cannot read {}", args.image_path.display()))?;
     let options = PredictorOptions {

@@ -30,10 +30,10 @@ pub struct Args {
     #[arg(long, value_name = "OUT")]
     pub out: PathBuf,
     /// AgeNet training iterations.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "N", value_parser = crate::cli::common::positive::<u64>, allow_negative_numbers = true)]
     pub iters_age: Option<u64>,
     /// GenderNet training iterations.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "N", value_parser = crate::cli::common::positive::<u64>, allow_negative_numbers = true)]
     pub iters_gender: Option<u64>,
     /// Short demo: a 400-image subset, 115-pixel input and 40 iterations per net.
     #[arg(long)]
@@ -50,10 +50,22 @@ pub struct Args {
     /// on a CPU.
     #[arg(long, value_name = "PX", value_parser = clap::value_parser!(u64).range(15..=1024))]
     pub input_size: Option<u64>,
+    /// Write into OUT even when it already exists and is not empty (its files are replaced).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Runs `pipeline`.
 pub fn run(args: Args) -> Result<ExitCode> {
+    // --resume continues in an existing OUT by design.
+    crate::cli::common::check_output(
+        &args.out,
+        crate::cli::common::OutputKind::Dir,
+        args.force || args.resume,
+    )?;
+    if let Some(dir) = &args.utkface {
+        crate::cli::common::check_input_dir(dir, "UTKFace folder")?;
+    }
     let report = run_pipeline(&PipelineOptions {
         utkface: args.utkface,
         out: args.out.clone(),
@@ -64,7 +76,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         input_size: args.input_size.map(|v| v as usize),
         verbose: true,
         resume: args.resume,
-        stop: super::common::stop_flag_on_signals()?,
+        stop: crate::cli::common::stop_on_signals()?,
     })?;
     println!(
         "AgeNet accuracy {:.1} % (original 66.5 %), GenderNet {:.1} % (original 85.2 %)",

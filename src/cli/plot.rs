@@ -18,10 +18,14 @@ pub struct PlotArgs {
     /// The PNG to write.
     #[arg(short, long)]
     pub out: PathBuf,
+    /// Overwrite the PNG when it exists.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Reads the log and writes the PNG.
 pub fn run(args: PlotArgs) -> anyhow::Result<ExitCode> {
+    crate::cli::common::check_output(&args.out, crate::cli::common::OutputKind::File, args.force)?;
     let records = read_log(&args.log)?;
     write_plot(&records, &args.out).with_context(|| format!("plotting {}", args.log.display()))?;
     eprintln!("wrote {} ({} records)", args.out.display(), records.len());

@@ -41,6 +41,9 @@ pub struct Args {
     /// Worker threads (0 = all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Overwrite .npy files that already exist in the output directory.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Runs `run`.
@@ -63,11 +66,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
     };
     let output_names = net.outputs();
     if let Some(dir) = &args.output_dir {
-        ensure_dir(dir)?;
+        // Every file is named first, so an existing one stops the run before anything
+        // is written (issue 8: no overwrite without --force).
+        let mut files = Vec::new();
         for name in &output_names {
             if let Some(t) = outputs.get(name) {
-                let path = dir.join(format!("{}.npy", file_stem(net.caffe_name_of(name))));
-                crate::io::npy::write_npy(&path, t)?;
+                files.push((format!("{}.npy", file_stem(net.caffe_name_of(name))), t));
             }
         }
         if args.all_blobs {
@@ -79,9 +83,20 @@ pub fn run(args: Args) -> Result<ExitCode> {
                     } else {
                         format!("{}_{}", l.name, l.caffe_tops[i])
                     };
-                    crate::io::npy::write_npy(&dir.join(format!("{}.npy", file_stem(&stem))), t)?;
+                    files.push((format!("{}.npy", file_stem(&stem)), t));
                 }
             }
+        }
+        ensure_dir(dir)?;
+        for (file, _) in &files {
+            crate::cli::common::check_output(
+                &dir.join(file),
+                crate::cli::common::OutputKind::File,
+                args.force,
+            )?;
+        }
+        for (file, t) in files {
+            crate::io::npy::write_npy(&dir.join(file), t)?;
         }
     }
     for name in &output_names {

@@ -44,7 +44,7 @@ pub struct TestArgs {
     #[arg(long, value_enum, default_value_t = Labels::Auto)]
     pub labels: Labels,
     /// Images per forward pass.
-    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 50, value_parser = crate::cli::common::positive::<u32>, allow_negative_numbers = true)]
     pub batch: u32,
     /// Worker threads (0 = all cores).
     #[arg(long, default_value_t = 0)]

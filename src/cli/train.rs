@@ -42,11 +42,42 @@ pub struct TrainArgs {
     /// Print a JSON summary at the end.
     #[arg(long)]
     pub json: bool,
+    /// Start a fresh run even though snapshots with the solver's prefix already exist
+    /// (they are overwritten as the new run reaches their iterations).
+    #[arg(long, conflicts_with = "snapshot")]
+    pub force: bool,
+}
+
+/// Snapshot files `<prefix>_iter_<N>.caffemodel|.solverstate` that already exist.
+fn existing_snapshots(prefix: &str) -> Vec<PathBuf> {
+    let prefix = std::path::Path::new(prefix);
+    let dir = match prefix.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let stem = format!(
+        "{}_iter_",
+        prefix.file_name().unwrap_or_default().to_string_lossy()
+    );
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().unwrap_or_default().to_string_lossy();
+            name.strip_prefix(&stem)
+                .is_some_and(|rest| rest.ends_with(".caffemodel") || rest.ends_with(".solverstate"))
+        })
+        .collect();
+    found.sort();
+    found
 }
 
 /// Runs the training.
 pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
-    let stop = super::common::stop_flag_on_signals()?;
+    let stop = crate::cli::common::stop_on_signals()?;
     let threads = if args.threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
@@ -55,13 +86,24 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     let trainer = Trainer::new(TrainOptions {
         solver: args.solver.clone(),
         weights: args.weights,
-        resume: args.snapshot,
+        resume: args.snapshot.clone(),
         threads,
         log: args.log,
         verbose: !args.quiet,
         stop,
     })
     .with_context(|| format!("setting up training from {}", args.solver.display()))?;
+    if args.snapshot.is_none() && !args.force {
+        let old = existing_snapshots(trainer.snapshot_prefix());
+        if let Some(first) = old.first() {
+            anyhow::bail!(
+                "{} snapshot file(s) of an earlier run exist (e.g. {}); resume with --snapshot, \
+                 change snapshot_prefix, or pass --force to train afresh over them",
+                old.len(),
+                first.display()
+            );
+        }
+    }
     let report = trainer.solve()?;
     let last = report.snapshots.last();
     if args.json {

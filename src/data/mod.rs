@@ -79,6 +79,12 @@ pub enum DataError {
     /// An atomic write failed.
     #[error(transparent)]
     Write(#[from] crate::util::atomic::AtomicWriteError),
+    /// A stop request (SIGINT/SIGTERM) ended the run; the output folder was not written.
+    #[error("interrupted; {} was not written", path.display())]
+    Interrupted {
+        /// The output folder.
+        path: PathBuf,
+    },
     /// The report could not be serialized.
     #[error("cannot encode the report: {0}")]
     Json(#[from] serde_json::Error),

@@ -11,6 +11,11 @@
 //! 6. The mean of the age train LMDB (`mean.binaryproto`, `mean.npy`), the list files
 //!    (`<name> <label>` in LMDB order), `augmented.tsv` (each generated sample's source)
 //!    and, last, `stats.json` with the tables and counts.
+//!
+//! Everything is written into a temporary sibling folder that is renamed to the output
+//! folder only when complete (issue 8: no half-written LMDB after an error or a stop
+//! request). A set [`PrepareOptions::stop`] flag (SIGINT/SIGTERM in the CLI) ends the run
+//! at the next record with [`DataError::Interrupted`] and removes the temporary folder.
 
 use super::augment::{plan_oversampling, Augmentation, GeneratedSample};
 use super::imageset::{progress_bar, render_in_order};
@@ -22,12 +27,14 @@ use super::DataError;
 use crate::io::datum::datum_from_image;
 use crate::io::image::{decode_image, resize_linear, ChwImage};
 use crate::io::lmdb::LmdbWriter;
-use crate::util::atomic::atomic_write;
+use crate::util::atomic::{atomic_write, AtomicDir};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// Options of [`prepare`]; [`PrepareOptions::new`] gives the original project's defaults.
 #[derive(Clone, Debug)]
@@ -50,6 +57,8 @@ pub struct PrepareOptions {
     pub limit: Option<usize>,
     /// Show progress bars.
     pub progress: bool,
+    /// Set (by a signal handler) to stop at the next record; nothing is left behind.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 impl PrepareOptions {
@@ -65,6 +74,7 @@ impl PrepareOptions {
             stratify: false,
             limit: None,
             progress: false,
+            stop: None,
         }
     }
 }
@@ -304,7 +314,9 @@ pub fn prepare(options: &PrepareOptions) -> Result<PrepareReport, DataError> {
     seeded_shuffle(&mut train, options.seed, streams::TRAIN_ORDER);
     let test: Vec<Record> = split.test.iter().map(|&i| Record::Original(i)).collect();
 
-    let out = &options.out_dir;
+    check_stop(options)?;
+    let staging = AtomicDir::new(&options.out_dir)?;
+    let out = &staging.path().to_path_buf();
     let lmdb_dir = out.join("lmdb");
     std::fs::create_dir_all(&lmdb_dir).map_err(|source| DataError::Io {
         path: lmdb_dir.clone(),
@@ -369,7 +381,7 @@ pub fn prepare(options: &PrepareOptions) -> Result<PrepareReport, DataError> {
     outputs.push("stats.json".into());
     let report = PrepareReport {
         utkface_dir: options.utkface_dir.clone(),
-        out_dir: out.clone(),
+        out_dir: options.out_dir.clone(),
         race: match options.race {
             RaceFilter::All => "all".into(),
             RaceFilter::Only(r) => RACES.get(r as usize).unwrap_or(&"?").to_string(),
@@ -392,7 +404,19 @@ pub fn prepare(options: &PrepareOptions) -> Result<PrepareReport, DataError> {
     };
     let json = serde_json::to_vec_pretty(&report)?;
     atomic_write(&out.join("stats.json"), &json)?;
+    check_stop(options)?;
+    staging.commit()?;
     Ok(report)
+}
+
+/// [`DataError::Interrupted`] once the stop flag is set.
+fn check_stop(options: &PrepareOptions) -> Result<(), DataError> {
+    match &options.stop {
+        Some(flag) if flag.load(Ordering::SeqCst) => Err(DataError::Interrupted {
+            path: options.out_dir.clone(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Writes the age and gender LMDBs of one part in one pass (same records and keys, labels
@@ -412,6 +436,7 @@ fn write_lmdb_pair(
         records,
         |&r| usable.render(r, options.size, options.seed),
         |index, &record, image| {
+            check_stop(options)?;
             let labels = usable.labels(record);
             let name = usable.name(record);
             let mut datum = datum_from_image(&image?, labels.age_bucket() as i32);

@@ -303,6 +303,12 @@ impl Trainer {
         &self.train.net
     }
 
+    /// The resolved snapshot prefix (Caffe's `snapshot_prefix` rules), so the CLI can
+    /// refuse to overwrite an earlier run's snapshots without `--force` (issue 8).
+    pub fn snapshot_prefix(&self) -> &str {
+        &self.prefix
+    }
+
     fn say(&self, line: String) {
         if !self.opts.verbose {
             return;

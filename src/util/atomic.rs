@@ -3,6 +3,11 @@
 //! A file is written to a temporary sibling in the same directory, flushed with `fsync`,
 //! then renamed over the destination. A crash or error midway leaves the old file intact
 //! and no partial file under the final name; the temporary is removed on error.
+//!
+//! Temporaries carry the writer's process id (`.<name>.<pid>.<random>.tmp`, and
+//! `.<name>.tmp-<pid>` for folders). A process killed outright (SIGKILL, power loss) cannot
+//! remove its temporary, so the next write to the same destination removes those whose
+//! process no longer exists (issue 8: no temporary file is left behind).
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
@@ -48,8 +53,9 @@ where
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    remove_stale(&dir, &format!(".{file_name}."), ".tmp");
     let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{file_name}."))
+        .prefix(&format!(".{file_name}.{}.", std::process::id()))
         .suffix(".tmp")
         .tempfile_in(&dir)
         .map_err(wrap)?;
@@ -65,6 +71,68 @@ where
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// Removes entries of `dir` named exactly `<prefix><pid><suffix>` whose process `pid` is
+/// gone: the leftovers of a writer that was killed before it could clean up. For files the
+/// suffix is `.<random>.tmp` (one dot-free random token, as `tempfile` makes), for folders
+/// it is empty. Entries of live processes (a concurrent writer) and any name that does not
+/// have exactly this form are left alone.
+fn remove_stale(dir: &Path, prefix: &str, suffix: &str) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(prefix))
+            .filter(|r| r.ends_with(suffix))
+        else {
+            continue;
+        };
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        let tail = &rest[digits.len()..];
+        let well_formed = if suffix.is_empty() {
+            tail.is_empty()
+        } else {
+            tail.strip_suffix(suffix)
+                .and_then(|t| t.strip_prefix('.'))
+                .is_some_and(|token| !token.is_empty() && !token.contains('.'))
+        };
+        let Ok(pid) = digits.parse::<u32>() else {
+            continue;
+        };
+        if !well_formed {
+            continue;
+        }
+        if pid != std::process::id() && !process_alive(pid) {
+            let path = entry.path();
+            let _ = if path.is_dir() {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+        }
+    }
+}
+
+/// Whether process `pid` exists (signal 0 probes without sending anything).
+fn process_alive(pid: u32) -> bool {
+    #[cfg(unix)]
+    {
+        let Ok(pid) = libc::pid_t::try_from(pid) else {
+            return false;
+        };
+        // SAFETY: kill with signal 0 only checks for existence and permission.
+        let r = unsafe { libc::kill(pid, 0) };
+        r == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        true
+    }
 }
 
 /// Temporary files are created private (0600); the result should look like any file the
@@ -105,6 +173,7 @@ impl AtomicDir {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        remove_stale(&dir, &format!(".{name}.tmp-"), "");
         let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
         if tmp.exists() {
             fs::remove_dir_all(&tmp).map_err(wrap)?;
@@ -166,6 +235,33 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 1, "temp file left behind: {names:?}");
+    }
+
+    /// Only exact leftovers of dead processes go: a live writer's temporary (pid 1 always
+    /// runs) and names of another form stay. Linux pids never exceed 2^22, so 4194305 is a
+    /// process that cannot exist.
+    #[test]
+    fn only_temporaries_of_dead_writers_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let keep = [
+            ".out.bin.1.AbC123.tmp",
+            ".out.bin.4194305.two.dots.tmp",
+            ".out.bin.4194305.AbC123.tmp.bak",
+            ".out.bin.x4194305.AbC123.tmp",
+            "out.bin",
+        ];
+        for n in keep.iter().chain([&".out.bin.4194305.AbC123.tmp"]) {
+            fs::write(dir.path().join(n), b"x").unwrap();
+        }
+        atomic_write(&dir.path().join("out.bin"), b"new").unwrap();
+        let mut left: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        let mut want: Vec<String> = keep.iter().map(|s| s.to_string()).collect();
+        want.sort();
+        assert_eq!(left, want);
     }
 
     #[test]
