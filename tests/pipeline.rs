@@ -256,7 +256,8 @@ fn formats_verify_and_infer_steps_on_a_levi_net() {
     for r in &rows {
         assert!(r.pass, "{r:?}");
     }
-    let inferred = stages::infer_formats(NetKind::Age, &files, &mean, &images, 0).unwrap();
+    let inferred =
+        stages::infer_formats(NetKind::Age, &files, &mean, &images, 0, Default::default()).unwrap();
     assert_eq!(inferred.len(), 5 * images.len());
     let reference: Vec<_> = predictor
         .predict(&images.iter().map(|i| i.1.clone()).collect::<Vec<_>>())
@@ -294,6 +295,9 @@ fn report_has_the_required_layout() {
             synthetic: true,
             images: 4,
             records: BTreeMap::new(),
+            record_size: 227,
+            input_size: 227,
+            resize_to: None,
         },
         training: vec![],
         age: age.report(),
@@ -389,7 +393,8 @@ fn pipeline_quick_runs_end_to_end() {
         assert_eq!(a.infer_shapes().unwrap()["pool5"], [1, 384, 3, 3]);
     }
     let mean = agegender::io::npy::read_npy(&out.join("age_gender_mean.npy")).unwrap();
-    assert_eq!(mean.shape, [3, 115, 115]);
+    // Levi & Hassner's recipe scaled to 115: records of 115·256/227 ≈ 130, random crops.
+    assert_eq!(mean.shape, [3, 130, 130]);
     let v: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
     for k in ["age", "gender"] {
@@ -415,6 +420,8 @@ fn pipeline_quick_runs_end_to_end() {
         let accuracy = v[k]["accuracy"].as_f64().unwrap();
         assert!((accuracy - diagonal as f64 / total as f64).abs() < 1e-9);
     }
+    assert_eq!(v["dataset"]["record_size"], 130);
+    assert_eq!(v["dataset"]["resize_to"], 130);
     let verify = v["verify"].as_array().unwrap();
     assert!(verify.len() >= 4, "{verify:?}");
     assert!(verify.iter().all(|r| r["pass"] == true), "{verify:?}");

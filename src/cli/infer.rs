@@ -90,6 +90,11 @@ pub struct Args {
     /// Crop before resizing: `none` (UTKFace crops) or `centre` (largest centred square).
     #[arg(long, value_enum, default_value_t = FaceCrop::None)]
     pub face_crop: FaceCrop,
+    /// Resize to S×S, then centre-crop the net's input (Caffe's TEST transform; Levi &
+    /// Hassner: 256 for 227). For nets trained on random crops, such as the pipeline's
+    /// (its report.json gives the size as `resize_to`).
+    #[arg(long, value_name = "S", value_parser = crate::cli::common::positive::<u32>, allow_negative_numbers = true)]
+    pub resize: Option<u32>,
     /// Images per forward pass.
     #[arg(long, default_value_t = 16, value_parser = crate::cli::common::positive::<u32>, allow_negative_numbers = true)]
     pub batch: u32,
@@ -136,6 +141,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             mean_per_channel: args.mean_per_channel,
             legacy_rgb: args.legacy_rgb,
             face_crop: args.face_crop,
+            resize_to: args.resize.map(|s| s as usize),
         },
     };
     let load = |model: &Option<PathBuf>, weights: &Option<PathBuf>| -> Result<Option<Predictor>> {

@@ -50,6 +50,10 @@ pub struct Args {
     /// on a CPU.
     #[arg(long, value_name = "PX", value_parser = clap::value_parser!(u64).range(15..=1024))]
     pub input_size: Option<u64>,
+    /// Train as the original project did: records of the input size, mirroring only,
+    /// instead of Levi & Hassner's larger records with random crops (256 → 227).
+    #[arg(long)]
+    pub no_crops: bool,
     /// Write into OUT even when it already exists and is not empty (its files are replaced).
     #[arg(long)]
     pub force: bool,
@@ -76,6 +80,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         input_size: args.input_size.map(|v| v as usize),
         verbose: true,
         resume: args.resume,
+        crops: !args.no_crops,
         stop: crate::cli::common::stop_on_signals()?,
     })?;
     println!(

@@ -39,6 +39,11 @@ pub struct PreprocessOptions {
     pub legacy_rgb: bool,
     /// Face crop before the resize.
     pub face_crop: FaceCrop,
+    /// Resize to `S × S` first, then take the centre crop of the net's input, as Caffe's
+    /// TEST-phase transform does on records of size S (Levi & Hassner: 256 → 227). Use it for
+    /// nets trained on random crops of larger records, so that a face has the scale it had
+    /// in training. `None` (or S not larger than the input): resize straight to the input.
+    pub resize_to: Option<usize>,
 }
 
 /// The mean to subtract.
@@ -177,7 +182,12 @@ impl Preprocessor {
             }
             _ => image,
         };
-        let resized = resize_linear(source, self.height, self.width);
+        let resized = match self.options.resize_to {
+            Some(s) if s > self.height && s > self.width => {
+                centre_crop(&resize_linear(source, s, s), self.height, self.width)
+            }
+            _ => resize_linear(source, self.height, self.width),
+        };
         let plane = self.height * self.width;
         let mut data: Vec<f32> = resized.data.iter().map(|&v| v as f32).collect();
         if self.options.legacy_rgb && self.channels == 3 {
@@ -206,18 +216,25 @@ impl Preprocessor {
 /// like Caffe's centre crop).
 pub fn centre_square(image: &ChwImage) -> ChwImage {
     let side = image.height.min(image.width);
-    let (top, left) = ((image.height - side) / 2, (image.width - side) / 2);
-    let mut data = Vec::with_capacity(image.channels * side * side);
+    centre_crop(image, side, side)
+}
+
+/// The centred `h × w` window of an image (`h`, `w` at most its size), at offsets
+/// `(H − h)/2`, `(W − w)/2` rounded down, as Caffe's `DataTransformer` crops in TEST.
+pub fn centre_crop(image: &ChwImage, h: usize, w: usize) -> ChwImage {
+    let (h, w) = (h.min(image.height), w.min(image.width));
+    let (top, left) = ((image.height - h) / 2, (image.width - w) / 2);
+    let mut data = Vec::with_capacity(image.channels * h * w);
     for c in 0..image.channels {
         let plane = image.plane(c);
-        for y in top..top + side {
-            data.extend_from_slice(&plane[y * image.width + left..y * image.width + left + side]);
+        for y in top..top + h {
+            data.extend_from_slice(&plane[y * image.width + left..y * image.width + left + w]);
         }
     }
     ChwImage {
         channels: image.channels,
-        height: side,
-        width: side,
+        height: h,
+        width: w,
         data,
     }
 }
@@ -305,6 +322,35 @@ mod tests {
             -1.5, 18.5, 38.5, 58.5,
             16.0 - 116.5, 128.0 - 116.5, 2.0 - 116.5, 4.0 - 116.5,
             -116.5, -116.5, -116.5, -116.5,
+        ];
+        assert_eq!(x, expected);
+    }
+
+    // Caffe's TEST transform on S×S records: a 4×4 image "resized" to 4×4 (OpenCV's
+    // same-size INTER_LINEAR is a copy), then the centre 2×2 at offset ((4 − 2)/2, (4 − 2)/2)
+    // = (1, 1): rows 1–2, columns 1–2 of each plane.
+    #[test]
+    fn resize_then_centre_crop_takes_the_middle_of_the_resized_image() {
+        let image = ChwImage {
+            channels: 3,
+            height: 4,
+            width: 4,
+            data: (0..48u32)
+                .map(|i| (100 * (i / 16) + 10 * ((i / 4) % 4) + i % 4) as u8)
+                .collect(),
+        };
+        let options = PreprocessOptions {
+            resize_to: Some(4),
+            ..Default::default()
+        };
+        let x = Preprocessor::new([3, 2, 2], &Mean::None, options)
+            .unwrap()
+            .apply(&image);
+        #[rustfmt::skip]
+        let expected = [
+            11.0, 12.0, 21.0, 22.0,
+            111.0, 112.0, 121.0, 122.0,
+            211.0, 212.0, 221.0, 222.0,
         ];
         assert_eq!(x, expected);
     }

@@ -76,6 +76,11 @@ pub struct PipelineOptions {
     pub input_size: Option<usize>,
     /// Progress bars and step lines on stderr.
     pub verbose: bool,
+    /// Levi & Hassner's augmentation: records larger than the input
+    /// ([`PipelineOptions::record_size`], 256 for 227), random crops and mirroring in
+    /// TRAIN, the centre crop in TEST and at inference. Off: records of the input's size,
+    /// mirroring only, as the original project trained.
+    pub crops: bool,
     /// Reuse what an earlier run in the same OUT finished: the prepared data (same size and
     /// subset), and each net's latest snapshot, resuming its training from there (a net
     /// whose final snapshot exists is not trained again).
@@ -86,6 +91,26 @@ pub struct PipelineOptions {
 }
 
 impl PipelineOptions {
+    /// The LMDB record size: the input scaled by Levi & Hassner's 256/227 (rounded) with
+    /// [`PipelineOptions::crops`], else the input size.
+    pub fn record_size(&self) -> usize {
+        let input = self.input();
+        if self.crops {
+            (input * 256 + 113) / 227
+        } else {
+            input
+        }
+    }
+
+    /// Preprocessing at test and inference: Caffe's TEST transform (resize to the record
+    /// size, centre crop) when training used crops.
+    pub fn preprocess(&self) -> crate::infer::PreprocessOptions {
+        crate::infer::PreprocessOptions {
+            resize_to: self.crops.then(|| self.record_size()),
+            ..Default::default()
+        }
+    }
+
     /// The input size in use: the option, else 115 with `--quick`, else 227.
     pub fn input(&self) -> usize {
         self.input_size
@@ -169,7 +194,7 @@ fn prepare_data(
     }
     let mut prepare = crate::data::PrepareOptions::new(source, out);
     prepare.limit = options.limit();
-    prepare.size = options.input();
+    prepare.size = options.record_size();
     prepare.progress = options.verbose;
     let report = crate::data::prepare(&prepare).map_err(|e| PipelineError::Step {
         step: "data prepare",
@@ -190,7 +215,7 @@ fn prepare_data(
 fn finished_data(out: &Path, options: &PipelineOptions) -> Option<PreparedData> {
     let stats: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("stats.json")).ok()?).ok()?;
-    let same = stats["size"].as_u64() == Some(options.input() as u64)
+    let same = stats["size"].as_u64() == Some(options.record_size() as u64)
         && stats["limit"].as_u64().map(|v| v as usize) == options.limit();
     let records: BTreeMap<String, usize> = stats["lmdb_records"]
         .as_object()?
@@ -464,6 +489,7 @@ pub fn run(options: &PipelineOptions) -> Result<PipelineReport, PipelineError> {
         let test_images = stages::read_lmdb_images(&data.lmdb(kind, "test"))?;
         let predictor_options = crate::infer::PredictorOptions {
             threads: options.threads,
+            preprocess: options.preprocess(),
             ..Default::default()
         };
         let predictor = crate::infer::Predictor::new(net.clone(), &mean, &predictor_options)?;
@@ -499,6 +525,7 @@ pub fn run(options: &PipelineOptions) -> Result<PipelineReport, PipelineError> {
             &mean,
             &samples[..samples.len().min(4)],
             options.threads,
+            options.preprocess(),
         )?);
         time(&format!("6 infer {}", kind.name()), started);
         files.push(f);
@@ -516,6 +543,9 @@ pub fn run(options: &PipelineOptions) -> Result<PipelineReport, PipelineError> {
             synthetic,
             images: data.images,
             records: data.records.clone(),
+            record_size: options.record_size(),
+            input_size: options.input(),
+            resize_to: options.preprocess().resize_to,
         },
         training,
         age,

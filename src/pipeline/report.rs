@@ -23,6 +23,13 @@ pub struct DatasetInfo {
     pub images: usize,
     /// Train records per net (after oversampling), test records.
     pub records: BTreeMap<String, usize>,
+    /// Side of the LMDB records.
+    pub record_size: usize,
+    /// Side of the nets' input.
+    pub input_size: usize,
+    /// `infer --resize` for these nets: resize to this side, then centre-crop the input
+    /// (present when they were trained on random crops).
+    pub resize_to: Option<usize>,
 }
 
 /// One trained net: its schedule and how long it took.

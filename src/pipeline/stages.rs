@@ -195,6 +195,7 @@ pub fn infer_formats(
     mean: &Mean,
     images: &[(String, ChwImage, i64)],
     threads: usize,
+    preprocess: crate::infer::PreprocessOptions,
 ) -> Result<Vec<InferRow>, PipelineError> {
     let task = match kind {
         NetKind::Age => Task::Age,
@@ -205,7 +206,7 @@ pub fn infer_formats(
         engine: Some(e),
         batch: images.len().max(1),
         threads,
-        ..PredictorOptions::default()
+        preprocess,
     };
     use crate::cli::common::EngineKind::{Native, Tract, F16};
     let cases = [
