@@ -47,13 +47,21 @@ fn widen(h: &[half::f16]) -> Vec<f32> {
     out
 }
 
-/// Reads a graph file and converts it; errors name the file and the stage.
+/// Reads a graph file of either NCSDK generation (detected from its first bytes) and
+/// converts it; errors name the file and the stage. NCSDK 2 graphs are first brought into
+/// the v1 record shape ([`super::v2::to_v1_view`]).
 pub fn read_net(path: &Path) -> Result<Net, NcsError> {
-    let g = Graph::read(path)?;
-    graph_to_net(&g).map_err(|source| NcsError::ToIr {
+    let to_ir = |source| NcsError::ToIr {
         path: path.to_path_buf(),
         source,
-    })
+    };
+    match super::read_any(path)? {
+        super::AnyGraph::V1(g) => graph_to_net(&g).map_err(to_ir),
+        super::AnyGraph::V2(g) => {
+            let v1 = super::v2::to_v1_view(&g).map_err(to_ir)?;
+            graph_to_net(&v1).map_err(to_ir)
+        }
+    }
 }
 
 /// Converts a graph into an IR net with fp16-exact weights.
