@@ -5,8 +5,9 @@
 //! Each stage becomes one IR layer named after the stage, its fused post-op a second layer
 //! (`<stage>/relu`, in place in Caffe terms: its Caffe top is the stage name, which is what
 //! the compiler names a fused stage after). The input stage (op 5, record 0) becomes the
-//! net's input. Weights are converted from the device layouts of §5.5 to Caffe's. What the
-//! IR cannot express — TensorFlow SAME padding that is asymmetric, concat/slice views,
+//! net's input. Weights are converted from the device layouts of §5.5 to Caffe's; stages
+//! writing channel ranges of one buffer become a Concat layer when the buffer is read. What
+//! the IR cannot express — TensorFlow SAME padding that is asymmetric, slice views,
 //! deconvolution, ELU — is refused with the stage named.
 
 use super::error::{NcsError, ToIrError};
@@ -69,6 +70,7 @@ pub fn graph_to_net(g: &Graph) -> Result<Net, ToIrError> {
     let mut b = Lifter {
         g,
         blobs: HashMap::new(),
+        parts: Vec::new(),
         layers: Vec::new(),
         names: HashSet::new(),
     };
@@ -95,6 +97,9 @@ pub fn graph_to_net(g: &Graph) -> Result<Net, ToIrError> {
 struct Lifter<'a> {
     g: &'a Graph,
     blobs: HashMap<(u16, u32), Blob>,
+    /// Stage outputs written into a concatenation (x-stride wider than their channels),
+    /// keyed by (location, pointer, x-stride); joined when a consumer reads the whole.
+    parts: Vec<(u16, u32, u32, Blob)>,
     layers: Vec<Layer>,
     names: HashSet<String>,
 }
@@ -165,23 +170,78 @@ impl Lifter<'_> {
         name
     }
 
+    /// The tensor a stage reads at `r`: an earlier stage's output, or — when several
+    /// stages wrote channel ranges of one buffer with x-stride `stride_x` (a Caffe Concat,
+    /// NCS_GRAPH_FORMAT.md §6 / NCSDK2_GRAPH_FORMAT.md §6.3 step 5) — a Concat layer of
+    /// those outputs, added here in channel order.
     fn lookup(
-        &self,
+        &mut self,
         i: usize,
         s: &StageRecord,
         r: BufferRef,
         what: &str,
     ) -> Result<Blob, ToIrError> {
-        self.blobs
-            .get(&(r.location, r.pointer))
-            .cloned()
-            .ok_or_else(|| {
-                err(
-                    i,
-                    s,
-                    format!("its {what} {r} is not a tensor an earlier stage wrote (concat/slice views are not supported)"),
-                )
-            })
+        if let Some(b) = self.blobs.get(&(r.location, r.pointer)) {
+            return Ok(b.clone());
+        }
+        let stride_x = s.input_strides.x;
+        if let Some(b) = self.join_parts(r, stride_x) {
+            return Ok(b);
+        }
+        Err(err(
+            i,
+            s,
+            format!("its {what} {r} is not a tensor an earlier stage wrote (slice views are not supported)"),
+        ))
+    }
+
+    /// Joins the concatenation parts that tile `[r.pointer, r.pointer + stride_x)` of
+    /// `r.location` contiguously (same width and height) into a Concat layer.
+    fn join_parts(&mut self, r: BufferRef, stride_x: u32) -> Option<Blob> {
+        let mut members: Vec<&(u16, u32, u32, Blob)> = self
+            .parts
+            .iter()
+            .filter(|p| p.0 == r.location && p.2 == stride_x && p.1 >= r.pointer)
+            .collect();
+        members.sort_by_key(|p| p.1);
+        let mut at = r.pointer;
+        let mut chosen = Vec::new();
+        for p in members {
+            if p.1 != at
+                || (!chosen.is_empty() && p.3.dims.x != chosen.first().map(|b: &Blob| b.dims.x)?)
+            {
+                break;
+            }
+            at += 2 * p.3.dims.z;
+            chosen.push(p.3.clone());
+            if at == r.pointer + stride_x {
+                break;
+            }
+        }
+        if at != r.pointer + stride_x || chosen.len() < 2 {
+            return None;
+        }
+        let (w, h) = (chosen[0].dims.x, chosen[0].dims.y);
+        if chosen.iter().any(|b| b.dims.y != h) {
+            return None;
+        }
+        let c = stride_x / 2;
+        let name = self.unique(&format!("{}/concat", chosen[0].name));
+        let layer = Layer::new(
+            name.clone(),
+            Op::Concat(crate::ops::concat::ConcatParams { axis: 1 }),
+            chosen.iter().map(|b| b.name.clone()).collect(),
+            vec![name.clone()],
+        );
+        self.layers.push(layer);
+        let dims = Xyz::new(w, h, c);
+        let blob = Blob {
+            name,
+            dims,
+            shape: nchw(dims),
+        };
+        self.blobs.insert((r.location, r.pointer), blob.clone());
+        Some(blob)
     }
 
     fn f16s(
@@ -281,8 +341,19 @@ impl Lifter<'_> {
                 ),
             ));
         }
-        if s.output_strides.x != 2 * s.output_dims.z {
-            return Err(err(i, s, "writes into a concatenation (output x-stride ≠ 2·channels), which is not supported"));
+        let into_concat = s.output_strides.x != 2 * s.output_dims.z;
+        if into_concat
+            && (s.output_strides.x < 2 * s.output_dims.z
+                || s.output_strides.y != s.output_strides.x * s.output_dims.x)
+        {
+            return Err(err(
+                i,
+                s,
+                format!(
+                    "output strides {} do not describe an HWC tensor or a channel range of one",
+                    s.output_strides
+                ),
+            ));
         }
         let (in_c, out_c) = (s.input_dims.z as usize, s.output_dims.z as usize);
         let kernel = [s.radix[1].max(0) as usize, s.radix[0].max(0) as usize];
@@ -524,8 +595,13 @@ impl Lifter<'_> {
             shape,
         };
         top = self.post_op(i, s, top)?;
-        self.blobs
-            .insert((s.output.location, s.output.pointer), top);
+        if into_concat {
+            self.parts
+                .push((s.output.location, s.output.pointer, s.output_strides.x, top));
+        } else {
+            self.blobs
+                .insert((s.output.location, s.output.pointer), top);
+        }
         Ok(1)
     }
 

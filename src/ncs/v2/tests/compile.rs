@@ -310,3 +310,74 @@ fn levi_v2_graph_in_f16_passes_mvncheck_against_f32_caffe() {
     let tol = crate::verify::Tolerance::new(crate::verify::Preset::Mvncheck, None);
     assert!(tol.output_ok(&m), "{m:?}");
 }
+
+/// Intel's SqueezeNet graph read into the IR (fire-module concats become Concat layers)
+/// and compiled again with `-s 12` gives Intel's file back byte for byte, weights included.
+#[test]
+fn intels_squeezenet_graph_survives_graph_to_ir_to_graph_byte_for_byte() {
+    let Some(real) = real_v2("squeezenet-v10-caffe", "graph") else {
+        return;
+    };
+    let net = crate::ncs::read_net(&real).unwrap();
+    let concats = net
+        .layers
+        .iter()
+        .filter(|l| matches!(l.op, Op::Concat(_)))
+        .count();
+    assert_eq!(concats, 8, "one per fire module");
+    let opts = CompileOptions {
+        shaves: 12,
+        ..CompileOptions::default()
+    };
+    let (g, _) = compile_v2(&net, &opts, BlobVersion::V2_3).unwrap();
+    let real = std::fs::read(&real).unwrap();
+    let ours = g.to_bytes();
+    if let Some(d) = first_structural_difference(&real, &ours) {
+        panic!("first difference: {d}");
+    }
+    assert!(ours == real, "weight values differ");
+}
+
+/// SqueezeNet (seeded weights) compiled for NCSDK 2 and run on the fp16 emulator passes
+/// mvNCCheck's preset against the f32 Caffe net: the shared concat buffers hold what the
+/// Concat layers compute.
+#[test]
+fn squeezenet_v2_graph_in_f16_passes_mvncheck_against_f32_caffe() {
+    use crate::exec::f16::F16Engine;
+    use crate::exec::{f32::Engine, ExecOptions};
+    let Some(proto) = real_v2("squeezenet-v10-caffe", "deploy_ncsdk.prototxt") else {
+        return;
+    };
+    let mut net = load_net(&proto, None, Phase::Test).unwrap();
+    crate::caffe::weights::fill_missing_weights_random(&mut net, 3).unwrap();
+    let (g, _) = compile_v2(&net, &CompileOptions::default(), BlobVersion::V2_4).unwrap();
+    let lifted =
+        graph_to_net(&to_v1_view(&GraphV2::parse(&g.to_bytes()).unwrap()).unwrap()).unwrap();
+    let n = 3 * 227 * 227;
+    let x: Vec<f32> = (0..n).map(|i| ((i * 53 % 256) as f32) - 128.0).collect();
+    let input = crate::ir::Tensor::from_vec(&[1, 3, 227, 227], x).unwrap();
+    let opts = ExecOptions {
+        threads: 2,
+        ..ExecOptions::default()
+    };
+    let a = Engine::with_options(&net, opts.clone())
+        .unwrap()
+        .run([("data", input.clone())])
+        .unwrap();
+    let e = F16Engine::with_options(&lifted, opts).unwrap();
+    let lname = e.engine().inputs()[0].0.to_string();
+    let b = e.run([(lname, input)]).unwrap();
+    let ra = &a.blobs.last().unwrap().1;
+    let rb = b
+        .outputs
+        .blobs
+        .last()
+        .unwrap()
+        .1
+        .clone()
+        .reshaped(&ra.shape)
+        .unwrap();
+    let m = crate::verify::metrics::compare("prob", ra, &rb).unwrap();
+    let tol = crate::verify::Tolerance::new(crate::verify::Preset::Mvncheck, None);
+    assert!(tol.output_ok(&m), "{m:?}");
+}
