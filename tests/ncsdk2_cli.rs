@@ -228,3 +228,41 @@ fn compile_random_weights_fills_a_weightless_prototxt() {
     assert_eq!(ba.len(), 2_506_244);
     assert!(ba == bb, "seeded weights are reproducible");
 }
+
+#[test]
+fn inspect_reads_every_real_graph_of_both_generations_whatever_its_name() {
+    let v2 = [
+        ("matpalm-conv1-valid/graph.mv", 3, "2.3"),
+        ("matpalm-conv8/graph.mv", 3, "2.3"),
+        ("matpalm-conv-deconv/graph.mv", 9, "2.3"),
+        ("squeezenet-v10-caffe/graph", 32, "2.3"),
+        ("hsinm-mnist-blob23/graph", 9, "2.3"),
+        ("hsinm-mnist-blob24/graph", 9, "2.4"),
+    ];
+    for (rel, stages, blob) in v2 {
+        let Some(p) = shared(&format!("fixtures-real/ncs-v2/{rel}")) else {
+            return;
+        };
+        let v = json(&run_ok(&["inspect", s(&p), "--json"]));
+        assert_eq!(v["ncsdk"], 2, "{rel}");
+        assert_eq!(v["header"]["version"], blob, "{rel}");
+        assert_eq!(v["stages"].as_array().unwrap().len(), stages, "{rel}");
+        let text = String::from_utf8(run_ok(&["inspect", s(&p)]).stdout).unwrap();
+        assert!(text.contains("relocation section"), "{rel}");
+    }
+    for rel in [
+        "mp-conv6-fc-sigmoid/graph.mv",
+        "mp-conv-deconv/graph.mv",
+        "watanabe-cnn-bn/graph",
+        "beloborodov-empty-fc/graph",
+        "simcam-emotion/graph",
+        "deeppicar-noatan/graph",
+    ] {
+        let Some(p) = shared(&format!("fixtures-real/ncs/{rel}")) else {
+            return;
+        };
+        let v = json(&run_ok(&["inspect", s(&p), "--json"]));
+        assert_eq!(v["ncsdk"], 1, "{rel}");
+        assert_eq!(v["version"], 2, "{rel}");
+    }
+}

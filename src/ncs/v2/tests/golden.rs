@@ -315,3 +315,39 @@ fn inspect_detects_both_generations_and_reports_sections_stages_and_relocations(
         assert_eq!(serde_json::to_value(&r).unwrap()["ncsdk"], 1, "{fx}");
     }
 }
+
+#[test]
+fn what_the_ir_cannot_express_is_refused_with_the_stage_named() {
+    for (fx, index, needle) in [
+        ("matpalm-conv8", 0, "asymmetric"),
+        ("matpalm-conv-deconv", 5, "deconvolution"),
+    ] {
+        let Some(p) = real_v2(fx, "graph.mv") else {
+            return;
+        };
+        match crate::ncs::read_net(&p).unwrap_err() {
+            crate::ncs::NcsError::ToIr { path, source } => {
+                assert_eq!(path, p);
+                assert_eq!(source.index, index, "{fx}");
+                assert!(source.msg.contains(needle), "{fx}: {source}");
+            }
+            e => panic!("{fx}: {e}"),
+        }
+    }
+    // the other four lift and their nets have the file's input size
+    for (fx, elements) in [
+        ("matpalm-conv1-valid", 12_288),
+        ("squeezenet-v10-caffe", 154_587),
+        ("hsinm-mnist-blob23", 784),
+        ("hsinm-mnist-blob24", 784),
+    ] {
+        let file = REAL_V2.iter().find(|f| f.0 == fx).unwrap().1;
+        let Some(p) = real_v2(fx, file) else { return };
+        let net = crate::ncs::read_net(&p).unwrap_or_else(|e| panic!("{fx}: {e}"));
+        assert_eq!(
+            net.inputs[0].shape.iter().product::<usize>(),
+            elements,
+            "{fx}"
+        );
+    }
+}
