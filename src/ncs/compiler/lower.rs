@@ -631,13 +631,15 @@ impl Lowering<'_> {
             let p = self.producer(l, i)?;
             let j = match p.src {
                 Src::Stage(j) if j > 0 => j,
-                _ => return Err(unsupported(
-                    l,
-                    format!(
+                _ => {
+                    return Err(unsupported(
+                        l,
+                        format!(
                         "bottom '{}' is the network input; the NCS concatenates stage outputs only",
                         l.bottoms[i]
                     ),
-                )),
+                    ))
+                }
             };
             let s = &self.stages[j];
             if s.concat.is_some()

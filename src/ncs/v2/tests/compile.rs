@@ -232,19 +232,16 @@ fn signature(net: &Net) -> Vec<LayerSig> {
         .collect()
 }
 
+/// The three real NCSDK 1 graphs the IR can express (the others use asymmetric TF SAME
+/// padding or an eltwise with the network input) go v1 → IR → v2 → IR unchanged.
 #[test]
 fn v1_to_ir_to_v2_to_ir_gives_equal_nets() {
-    let mut checked = 0;
-    for (fx, file) in crate::ncs::tests::REAL_GRAPHS {
-        let Some(p) = crate::ncs::tests::real_graph(fx, file) else {
+    for fx in ["beloborodov-empty-fc", "simcam-emotion", "deeppicar-noatan"] {
+        let Some(p) = crate::ncs::tests::real_graph(fx, "graph") else {
             return;
         };
-        let Ok(net) = graph_to_net(&Graph::read(&p).unwrap()) else {
-            continue;
-        };
-        let Ok((g2, _)) = compile_v2(&net, &CompileOptions::default(), BlobVersion::V2_3) else {
-            continue;
-        };
+        let net = graph_to_net(&Graph::read(&p).unwrap()).unwrap();
+        let (g2, _) = compile_v2(&net, &CompileOptions::default(), BlobVersion::V2_3).unwrap();
         let back = GraphV2::parse(&g2.to_bytes()).unwrap();
         let net2 = graph_to_net(&to_v1_view(&back).unwrap()).unwrap();
         assert_eq!(net2.inputs[0].shape, net.inputs[0].shape, "{fx}");
@@ -257,12 +254,7 @@ fn v1_to_ir_to_v2_to_ir_gives_equal_nets() {
                 panic!("{fx}: layer {i} ({}) blob {k} differs first at {j:?}", x.0);
             }
         }
-        checked += 1;
     }
-    assert!(
-        checked >= 2,
-        "only {checked} real v1 graphs made the round trip"
-    );
 }
 
 /// mvNCCheck's preset on the Levi & Hassner layer sequence (levi_mini, Caffe's seeded
