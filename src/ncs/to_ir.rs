@@ -204,21 +204,21 @@ impl Lifter<'_> {
             .filter(|p| p.0 == r.location && p.2 == stride_x && p.1 >= r.pointer)
             .collect();
         members.sort_by_key(|p| p.1);
-        let mut at = r.pointer;
-        let mut chosen = Vec::new();
+        let end = r.pointer as u64 + stride_x as u64;
+        let mut at = r.pointer as u64;
+        let mut chosen: Vec<Blob> = Vec::new();
         for p in members {
-            if p.1 != at
-                || (!chosen.is_empty() && p.3.dims.x != chosen.first().map(|b: &Blob| b.dims.x)?)
-            {
+            let same_width = chosen.first().is_none_or(|b| b.dims.x == p.3.dims.x);
+            if p.1 as u64 != at || !same_width {
                 break;
             }
-            at += 2 * p.3.dims.z;
+            at += 2 * p.3.dims.z as u64;
             chosen.push(p.3.clone());
-            if at == r.pointer + stride_x {
+            if at >= end {
                 break;
             }
         }
-        if at != r.pointer + stride_x || chosen.len() < 2 {
+        if at != end || chosen.len() < 2 {
             return None;
         }
         let (w, h) = (chosen[0].dims.x, chosen[0].dims.y);
@@ -330,7 +330,7 @@ impl Lifter<'_> {
         }
         let src = self.lookup(i, s, s.data, "input")?;
         if s.op != StageOp::FullyConnected
-            && (s.input_dims != src.dims || s.input_strides.x != 2 * s.input_dims.z)
+            && (s.input_dims != src.dims || s.input_strides.x as u64 != 2 * s.input_dims.z as u64)
         {
             return Err(err(
                 i,
@@ -341,11 +341,10 @@ impl Lifter<'_> {
                 ),
             ));
         }
-        let into_concat = s.output_strides.x != 2 * s.output_dims.z;
-        if into_concat
-            && (s.output_strides.x < 2 * s.output_dims.z
-                || s.output_strides.y != s.output_strides.x * s.output_dims.x)
-        {
+        let (sx, sy) = (s.output_strides.x as u64, s.output_strides.y as u64);
+        let dense_sx = 2 * s.output_dims.z as u64;
+        let into_concat = sx != dense_sx;
+        if into_concat && (sx < dense_sx || sy != sx * s.output_dims.x as u64) {
             return Err(err(
                 i,
                 s,

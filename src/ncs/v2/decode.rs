@@ -49,7 +49,9 @@ fn blob_need(s: &StageV2, role: &str, d: &Descriptor) -> u64 {
             _ => 2 * out_c,
         },
         // depthwise taps are (KH, KW, K) although described as (KH·KW, C, K) (§4.7, §7)
-        _ if s.op == StageOp::DepthwiseConvolution => 2 * d.dims.x as u64 * d.dims.z as u64,
+        _ if s.op == StageOp::DepthwiseConvolution => {
+            (2 * d.dims.x as u64).saturating_mul(d.dims.z as u64)
+        }
         _ => StageRecord::extent(d.dims, d.strides).max(2),
     }
 }

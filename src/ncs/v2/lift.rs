@@ -13,6 +13,11 @@ use crate::ncs::stage::{
     BufferRef, Location, PadStyle, StageOp, StageRecord, Xyz, DATATYPE_FP16, STORAGE_ORDER_CAFFE,
 };
 
+/// Largest dimension, stride or element count the lifter accepts (2^28): far above any
+/// tensor the stick's 512 MiB holds in fp16, and small enough that the v1 lifter's
+/// stride arithmetic (2·C·W and the like) cannot overflow.
+const MAX_EXTENT: u32 = 1 << 28;
+
 /// The name given to stage `i` (NCSDK 2 files carry no names): `<op>_<i>`; the Caffe input
 /// stage is "input".
 pub fn stage_name(i: usize, s: &StageV2) -> String {
@@ -115,6 +120,30 @@ pub fn to_v1_view(g: &GraphV2) -> Result<Graph, ToIrError> {
             post_param: s.post_payload.map(|w| w[0]).unwrap_or(0),
             post_stride: [0, 0],
         };
+        for (k, d) in s.operands.iter().enumerate() {
+            let big = [
+                d.dims.x,
+                d.dims.y,
+                d.dims.z,
+                d.strides.x,
+                d.strides.y,
+                d.strides.z,
+            ]
+            .iter()
+            .any(|&v| v > MAX_EXTENT);
+            if big || d.dims.volume() > MAX_EXTENT as u64 {
+                return Err(err(
+                    i,
+                    s,
+                    format!(
+                        "{} descriptor {}/{} exceeds the {MAX_EXTENT}-element limit of the IR lifter",
+                        s.role(k),
+                        d.dims,
+                        d.strides
+                    ),
+                ));
+            }
+        }
         if let Some(d) = s.operand("input") {
             (rec.input_dims, rec.input_strides) = (d.dims, d.strides);
         }
@@ -155,7 +184,8 @@ pub fn to_v1_view(g: &GraphV2) -> Result<Graph, ToIrError> {
             let d = unflatten(input.dims, input.strides);
             rec.input_dims = d;
             rec.output_dims = d;
-            rec.input_strides = Xyz::new(2 * d.z, 2 * d.z * d.x, 2);
+            let sx = d.z.saturating_mul(2);
+            rec.input_strides = Xyz::new(sx, sx.saturating_mul(d.x), 2);
             rec.output_strides = rec.input_strides;
             rec.data = BufferRef::new(0, Location::INPUT);
             rec.output = BufferRef::new(0, Location::OUTPUT);
