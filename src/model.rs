@@ -21,7 +21,9 @@ pub enum ModelFormat {
 
 impl ModelFormat {
     /// Detects a format from the file name: extension first, then the NCS convention of a
-    /// file called `graph`.
+    /// file called `graph`, then the first bytes of an NCS graph under any other name
+    /// (such as the `graph.mv` files TensorFlow users wrote): an NCSDK 1 header or an
+    /// NCSDK 2 blob magic.
     pub fn detect(path: &Path) -> Result<Self> {
         let ext = path
             .extension()
@@ -34,12 +36,28 @@ impl ModelFormat {
             Some("onnx") => ModelFormat::Onnx,
             Some("graph") | Some("blob") => ModelFormat::NcsGraph,
             _ if name == "graph" => ModelFormat::NcsGraph,
+            _ if sniff_graph(path) => ModelFormat::NcsGraph,
             _ => bail!(
                 "{}: unknown model format (expected .prototxt, .caffemodel, .onnx or .graph)",
                 path.display()
             ),
         })
     }
+}
+
+/// True when the file starts like an NCSDK 1 or NCSDK 2 graph (NCS_GRAPH_FORMAT.md §3,
+/// NCSDK2_GRAPH_FORMAT.md §3).
+fn sniff_graph(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 40];
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return false;
+    };
+    let n = f.read(&mut head).unwrap_or(0);
+    !matches!(
+        crate::ncs::v2::detect(&head[..n]),
+        crate::ncs::v2::Container::Unknown
+    )
 }
 
 /// Loads any supported model into the IR. `weights` applies to a prototxt (a caffemodel

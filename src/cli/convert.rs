@@ -16,6 +16,8 @@ use std::process::ExitCode;
   agegender convert deploy.prototxt --weights net.caffemodel -o net.onnx            # opset 13, Caffe semantics kept
   agegender convert deploy.prototxt --weights net.caffemodel -o net.graph           # NCS graph (see compile)
   agegender convert net.graph -o net.onnx                                            # graph → ONNX (fp16 weights)
+  agegender convert v23.graph -o v24.graph --ncsdk 2 --blob 2.4                      # NCSDK 2 blob 2.3 → 2.4
+  agegender convert v1.graph -o v2.graph --ncsdk 2                                   # NCSDK 1 → NCSDK 2 (via the IR)
   agegender convert net.onnx -o net.caffemodel                                       # ONNX → Caffe where the ops map
   agegender convert mean.binaryproto -o mean.npy                                     # C×H×W float32")]
 pub struct Args {
@@ -36,6 +38,53 @@ pub struct Args {
     /// Overwrite output files that already exist.
     #[arg(long)]
     pub force: bool,
+    /// For a .graph output: NCSDK generation, 1 or 2 (default: the source graph's, else 1).
+    #[arg(long)]
+    pub ncsdk: Option<String>,
+    /// For an NCSDK 2 .graph output: blob version 2.3 or 2.4 (default: the source's, else 2.3).
+    #[arg(long)]
+    pub blob: Option<String>,
+}
+
+/// Graph → graph: an NCSDK 2 source to an NCSDK 2 target keeps its records, buffers and
+/// relocations and only changes the container version (NCSDK2_GRAPH_FORMAT.md §3.3);
+/// every other pair goes through the IR and the compiler (the fp16 weights are exact in
+/// the IR, so recompiling does not change them). Returns false when the source is not a
+/// graph.
+fn convert_graph(args: &Args) -> Result<bool> {
+    use super::compile::{parse_target, write_graph, GraphTarget};
+    use crate::ncs::AnyGraph;
+    if crate::model::ModelFormat::detect(&args.model).ok()
+        != Some(crate::model::ModelFormat::NcsGraph)
+    {
+        return Ok(false);
+    }
+    let src = crate::ncs::read_any(&args.model)?;
+    let (default_ncsdk, default_blob, shaves) = match &src {
+        AnyGraph::V1(g) => ("1", None, g.header.shaves()),
+        AnyGraph::V2(g) => ("2", Some(g.header.version.to_string()), g.header.num_shaves),
+    };
+    let ncsdk = args.ncsdk.as_deref().unwrap_or(default_ncsdk);
+    let blob = match (ncsdk, &args.blob) {
+        (_, Some(b)) => Some(b.clone()),
+        ("2" | "v2" | "2.x", None) => default_blob,
+        _ => None,
+    };
+    let target = parse_target(ncsdk, blob.as_deref())?;
+    match (&src, target) {
+        (AnyGraph::V2(g), GraphTarget::Ncsdk2(v)) => g.with_version(v).write(&args.output)?,
+        _ => {
+            let net = crate::ncs::read_net(&args.model)?;
+            let opts = crate::ncs::CompileOptions {
+                shaves: u16::try_from(shaves.clamp(1, 12)).unwrap_or(1),
+                ..Default::default()
+            };
+            for w in write_graph(&net, &opts, target, &args.output)? {
+                eprintln!("warning: {w}");
+            }
+        }
+    }
+    Ok(true)
 }
 
 fn ext(p: &Path) -> String {
@@ -67,6 +116,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
         println!("wrote {}", args.output.display());
         return Ok(ExitCode::SUCCESS);
     }
+    if matches!(dst.as_str(), "graph" | "blob") && convert_graph(&args)? {
+        println!("wrote {}", args.output.display());
+        return Ok(ExitCode::SUCCESS);
+    }
     let net = if args.random_weights {
         crate::model::load_model_random(&args.model, args.seed)?.0
     } else {
@@ -81,7 +134,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
             println!("wrote {} and {}", args.output.display(), proto.display());
         }
         "graph" | "blob" => {
-            let warnings = crate::ncs::compile_to_file(&net, &crate::ncs::CompileOptions::default(), &args.output)?;
+            let target =
+                super::compile::parse_target(args.ncsdk.as_deref().unwrap_or("1"), args.blob.as_deref())?;
+            let warnings = super::compile::write_graph(
+                &net,
+                &crate::ncs::CompileOptions::default(),
+                target,
+                &args.output,
+            )?;
             for w in &warnings {
                 eprintln!("warning: {w}");
             }

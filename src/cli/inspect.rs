@@ -15,7 +15,7 @@ use std::process::ExitCode;
   agegender inspect fixtures/models/tiny_levi.prototxt
   agegender inspect deploy.prototxt --weights age_net.caffemodel --json
   agegender inspect lenet_iter_10000.caffemodel
-  agegender inspect age.graph --json          # NCS header and stages
+  agegender inspect age.graph --json          # NCS header and stages (NCSDK 1 or 2, detected)
   agegender inspect mean.binaryproto          # shape and per-channel (B, G, R) means
   agegender inspect mean.npy")]
 pub struct Args {
@@ -43,7 +43,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     if crate::model::ModelFormat::detect(&args.model).ok()
         == Some(crate::model::ModelFormat::NcsGraph)
     {
-        let report = crate::ncs::inspect_graph(&args.model)?;
+        let report = crate::ncs::inspect_any(&args.model)?;
         if args.json {
             println!("{}", serde_json::to_string_pretty(&report)?);
         } else {

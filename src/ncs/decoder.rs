@@ -28,22 +28,11 @@ impl Graph {
     /// Reads and validates a graph file. The length is checked against the 512 MiB NCAPI
     /// limit before the file is read; every error names the file.
     pub fn read(path: &Path) -> Result<Graph, NcsError> {
-        let io = |source| NcsError::Io {
+        let bytes = read_limited(path)?;
+        Graph::parse(&bytes).map_err(|source| NcsError::Format {
             path: path.to_path_buf(),
             source,
-        };
-        let mut f = std::fs::File::open(path).map_err(io)?;
-        let len = f.metadata().map_err(io)?.len();
-        let fmt = |source| NcsError::Format {
-            path: path.to_path_buf(),
-            source,
-        };
-        if len > MAX_FILE_LEN {
-            return Err(fmt(FormatError::TooLarge { len }));
-        }
-        let mut bytes = Vec::with_capacity(len as usize);
-        f.read_to_end(&mut bytes).map_err(io)?;
-        Graph::parse(&bytes).map_err(fmt)
+        })
     }
 
     /// Parses and validates graph bytes: minimum length, version 2, header file size =
@@ -141,6 +130,26 @@ impl Graph {
             data,
         })
     }
+}
+
+/// Reads a whole graph file (either NCSDK generation) after checking its length against
+/// the NCAPI's 512 MiB limit, so that a huge file is refused before it is read.
+pub(crate) fn read_limited(path: &Path) -> Result<Vec<u8>, NcsError> {
+    let io = |source| NcsError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut f = std::fs::File::open(path).map_err(io)?;
+    let len = f.metadata().map_err(io)?.len();
+    if len > MAX_FILE_LEN {
+        return Err(NcsError::Format {
+            path: path.to_path_buf(),
+            source: FormatError::TooLarge { len },
+        });
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    f.read_to_end(&mut bytes).map_err(io)?;
+    Ok(bytes)
 }
 
 /// NCSDK 2 files start with an ELF-like prefix and the blob magic 0x2204 at byte 34 or 36;

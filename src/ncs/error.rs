@@ -4,7 +4,8 @@
 use crate::util::atomic::AtomicWriteError;
 use std::path::PathBuf;
 
-/// Why bytes are not a valid NCSDK v1 graph file (NCS_GRAPH_FORMAT.md §3, §4, §9).
+/// Why bytes are not a valid graph file: NCSDK v1 rules (NCS_GRAPH_FORMAT.md §3, §4, §9),
+/// or an NCSDK 2 error wrapped in [`FormatError::V2`].
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum FormatError {
     /// Shorter than one header and one stage record (the host rejects these too).
@@ -140,6 +141,12 @@ pub enum FormatError {
         /// `outputDimX · outputDimY · outputStrideX / 2`.
         count: u64,
     },
+    /// The bytes are an NCSDK 2 graph with a structural error (NCSDK2_GRAPH_FORMAT.md §9).
+    #[error("NCSDK 2 graph: {0}")]
+    V2(#[from] super::v2::V2FormatError),
+    /// Neither an NCSDK 1 nor an NCSDK 2 graph.
+    #[error("not an NCS graph: no NCSDK 1 header (version 2 at offset 36) and no NCSDK 2 blob magic 0x2204 at offset 34 or 36")]
+    UnknownContainer,
 }
 
 /// Why a graph could not be turned into an IR net: the stage is named, with the reason.

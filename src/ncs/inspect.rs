@@ -97,6 +97,8 @@ pub struct StageReport {
 pub struct GraphReport {
     /// File the report describes.
     pub file: String,
+    /// NCSDK generation (1).
+    pub ncsdk: u32,
     /// Total size in bytes.
     pub file_size: u32,
     /// Format version (2).
@@ -164,6 +166,7 @@ impl GraphReport {
     pub fn from_graph(g: &Graph, file: &str) -> Self {
         Self {
             file: file.to_string(),
+            ncsdk: 1,
             file_size: g.header.file_size,
             version: g.header.version,
             name: g.header.name.clone(),
@@ -193,6 +196,35 @@ impl GraphReport {
 pub fn inspect_graph(path: &Path) -> Result<GraphReport, NcsError> {
     let g = Graph::read(path)?;
     Ok(GraphReport::from_graph(&g, &path.display().to_string()))
+}
+
+/// The report of either NCSDK generation; JSON carries `"ncsdk": 1` or `2`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum AnyReport {
+    /// An NCSDK 1.x graph.
+    V1(GraphReport),
+    /// An NCSDK 2.x graph (blob 2.3 / 2.4).
+    V2(super::v2::V2Report),
+}
+
+impl fmt::Display for AnyReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AnyReport::V1(r) => r.fmt(f),
+            AnyReport::V2(r) => r.fmt(f),
+        }
+    }
+}
+
+/// Reads a graph of either generation, detecting it from the first bytes (NCSDK 1:
+/// version 2 at offset 36; NCSDK 2: blob magic at 34 or 36), and describes it.
+pub fn inspect_any(path: &Path) -> Result<AnyReport, NcsError> {
+    let p = path.display().to_string();
+    Ok(match super::read_any(path)? {
+        super::AnyGraph::V1(g) => AnyReport::V1(GraphReport::from_graph(&g, &p)),
+        super::AnyGraph::V2(g) => AnyReport::V2(super::v2::V2Report::from_graph(&g, &p)),
+    })
 }
 
 fn slot(b: &Option<BufferReport>) -> String {

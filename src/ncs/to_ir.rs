@@ -5,8 +5,9 @@
 //! Each stage becomes one IR layer named after the stage, its fused post-op a second layer
 //! (`<stage>/relu`, in place in Caffe terms: its Caffe top is the stage name, which is what
 //! the compiler names a fused stage after). The input stage (op 5, record 0) becomes the
-//! net's input. Weights are converted from the device layouts of §5.5 to Caffe's. What the
-//! IR cannot express — TensorFlow SAME padding that is asymmetric, concat/slice views,
+//! net's input. Weights are converted from the device layouts of §5.5 to Caffe's; stages
+//! writing channel ranges of one buffer become a Concat layer when the buffer is read. What
+//! the IR cannot express — TensorFlow SAME padding that is asymmetric, slice views,
 //! deconvolution, ELU — is refused with the stage named.
 
 use super::error::{NcsError, ToIrError};
@@ -47,13 +48,21 @@ fn widen(h: &[half::f16]) -> Vec<f32> {
     out
 }
 
-/// Reads a graph file and converts it; errors name the file and the stage.
+/// Reads a graph file of either NCSDK generation (detected from its first bytes) and
+/// converts it; errors name the file and the stage. NCSDK 2 graphs are first brought into
+/// the v1 record shape ([`super::v2::to_v1_view`]).
 pub fn read_net(path: &Path) -> Result<Net, NcsError> {
-    let g = Graph::read(path)?;
-    graph_to_net(&g).map_err(|source| NcsError::ToIr {
+    let to_ir = |source| NcsError::ToIr {
         path: path.to_path_buf(),
         source,
-    })
+    };
+    match super::read_any(path)? {
+        super::AnyGraph::V1(g) => graph_to_net(&g).map_err(to_ir),
+        super::AnyGraph::V2(g) => {
+            let v1 = super::v2::to_v1_view(&g).map_err(to_ir)?;
+            graph_to_net(&v1).map_err(to_ir)
+        }
+    }
 }
 
 /// Converts a graph into an IR net with fp16-exact weights.
@@ -61,6 +70,7 @@ pub fn graph_to_net(g: &Graph) -> Result<Net, ToIrError> {
     let mut b = Lifter {
         g,
         blobs: HashMap::new(),
+        parts: Vec::new(),
         layers: Vec::new(),
         names: HashSet::new(),
     };
@@ -87,6 +97,9 @@ pub fn graph_to_net(g: &Graph) -> Result<Net, ToIrError> {
 struct Lifter<'a> {
     g: &'a Graph,
     blobs: HashMap<(u16, u32), Blob>,
+    /// Stage outputs written into a concatenation (x-stride wider than their channels),
+    /// keyed by (location, pointer, x-stride); joined when a consumer reads the whole.
+    parts: Vec<(u16, u32, u32, Blob)>,
     layers: Vec<Layer>,
     names: HashSet<String>,
 }
@@ -157,23 +170,78 @@ impl Lifter<'_> {
         name
     }
 
+    /// The tensor a stage reads at `r`: an earlier stage's output, or — when several
+    /// stages wrote channel ranges of one buffer with x-stride `stride_x` (a Caffe Concat,
+    /// NCS_GRAPH_FORMAT.md §6 / NCSDK2_GRAPH_FORMAT.md §6.3 step 5) — a Concat layer of
+    /// those outputs, added here in channel order.
     fn lookup(
-        &self,
+        &mut self,
         i: usize,
         s: &StageRecord,
         r: BufferRef,
         what: &str,
     ) -> Result<Blob, ToIrError> {
-        self.blobs
-            .get(&(r.location, r.pointer))
-            .cloned()
-            .ok_or_else(|| {
-                err(
-                    i,
-                    s,
-                    format!("its {what} {r} is not a tensor an earlier stage wrote (concat/slice views are not supported)"),
-                )
-            })
+        if let Some(b) = self.blobs.get(&(r.location, r.pointer)) {
+            return Ok(b.clone());
+        }
+        let stride_x = s.input_strides.x;
+        if let Some(b) = self.join_parts(r, stride_x) {
+            return Ok(b);
+        }
+        Err(err(
+            i,
+            s,
+            format!("its {what} {r} is not a tensor an earlier stage wrote (slice views are not supported)"),
+        ))
+    }
+
+    /// Joins the concatenation parts that tile `[r.pointer, r.pointer + stride_x)` of
+    /// `r.location` contiguously (same width and height) into a Concat layer.
+    fn join_parts(&mut self, r: BufferRef, stride_x: u32) -> Option<Blob> {
+        let mut members: Vec<&(u16, u32, u32, Blob)> = self
+            .parts
+            .iter()
+            .filter(|p| p.0 == r.location && p.2 == stride_x && p.1 >= r.pointer)
+            .collect();
+        members.sort_by_key(|p| p.1);
+        let end = r.pointer as u64 + stride_x as u64;
+        let mut at = r.pointer as u64;
+        let mut chosen: Vec<Blob> = Vec::new();
+        for p in members {
+            let same_width = chosen.first().is_none_or(|b| b.dims.x == p.3.dims.x);
+            if p.1 as u64 != at || !same_width {
+                break;
+            }
+            at += 2 * p.3.dims.z as u64;
+            chosen.push(p.3.clone());
+            if at >= end {
+                break;
+            }
+        }
+        if at != end || chosen.len() < 2 {
+            return None;
+        }
+        let (w, h) = (chosen[0].dims.x, chosen[0].dims.y);
+        if chosen.iter().any(|b| b.dims.y != h) {
+            return None;
+        }
+        let c = stride_x / 2;
+        let name = self.unique(&format!("{}/concat", chosen[0].name));
+        let layer = Layer::new(
+            name.clone(),
+            Op::Concat(crate::ops::concat::ConcatParams { axis: 1 }),
+            chosen.iter().map(|b| b.name.clone()).collect(),
+            vec![name.clone()],
+        );
+        self.layers.push(layer);
+        let dims = Xyz::new(w, h, c);
+        let blob = Blob {
+            name,
+            dims,
+            shape: nchw(dims),
+        };
+        self.blobs.insert((r.location, r.pointer), blob.clone());
+        Some(blob)
     }
 
     fn f16s(
@@ -262,7 +330,7 @@ impl Lifter<'_> {
         }
         let src = self.lookup(i, s, s.data, "input")?;
         if s.op != StageOp::FullyConnected
-            && (s.input_dims != src.dims || s.input_strides.x != 2 * s.input_dims.z)
+            && (s.input_dims != src.dims || s.input_strides.x as u64 != 2 * s.input_dims.z as u64)
         {
             return Err(err(
                 i,
@@ -273,8 +341,18 @@ impl Lifter<'_> {
                 ),
             ));
         }
-        if s.output_strides.x != 2 * s.output_dims.z {
-            return Err(err(i, s, "writes into a concatenation (output x-stride ≠ 2·channels), which is not supported"));
+        let (sx, sy) = (s.output_strides.x as u64, s.output_strides.y as u64);
+        let dense_sx = 2 * s.output_dims.z as u64;
+        let into_concat = sx != dense_sx;
+        if into_concat && (sx < dense_sx || sy != sx * s.output_dims.x as u64) {
+            return Err(err(
+                i,
+                s,
+                format!(
+                    "output strides {} do not describe an HWC tensor or a channel range of one",
+                    s.output_strides
+                ),
+            ));
         }
         let (in_c, out_c) = (s.input_dims.z as usize, s.output_dims.z as usize);
         let kernel = [s.radix[1].max(0) as usize, s.radix[0].max(0) as usize];
@@ -516,8 +594,13 @@ impl Lifter<'_> {
             shape,
         };
         top = self.post_op(i, s, top)?;
-        self.blobs
-            .insert((s.output.location, s.output.pointer), top);
+        if into_concat {
+            self.parts
+                .push((s.output.location, s.output.pointer, s.output_strides.x, top));
+        } else {
+            self.blobs
+                .insert((s.output.location, s.output.pointer), top);
+        }
         Ok(1)
     }
 

@@ -46,7 +46,22 @@ pub(super) struct Planned {
     pub params: Option<Const>,
     pub children: Vec<usize>,
     pub out: Option<BufferRef>,
+    /// Bytes between the start of the work allocation and `out.pointer` that are the
+    /// leading guard band: NCSDK 1 points past it, NCSDK 2 relocates to the start.
+    pub guard: u32,
     pub consumers: usize,
+    /// The concatenation this stage writes a channel range of, if any.
+    pub concat: Option<usize>,
+}
+
+/// A Concat (axis 1) lowered as the toolkit does it: no stage, one work buffer that every
+/// member writes at its channel offset (NCSDK2_GRAPH_FORMAT.md §6.3 step 5).
+#[derive(Debug, Clone)]
+pub(super) struct ConcatPlan {
+    /// Member stages and their channel offsets, in bottom order.
+    pub members: Vec<(usize, u32)>,
+    /// The concatenated tensor (W, H, C_total).
+    pub dims: Xyz,
 }
 
 /// The lowered net: stages in record order, the work arena, the data-section size.
@@ -194,6 +209,7 @@ pub(super) fn lower(
         arena: 0,
         next_work: Location::FIRST_WORK,
         const_bytes: 0,
+        concats: Vec::new(),
         warnings,
     };
     lw.input_stage(&work, &input_blob)?;
@@ -206,6 +222,12 @@ pub(super) fn lower(
     let out_layer = &work.layers[last];
     let out_blob = out_layer.tops.first().cloned().unwrap_or_default();
     match lw.producers.get(&out_blob).map(|p| p.src) {
+        Some(Src::Stage(j)) if lw.stages[j].concat.is_some() => {
+            return Err(unsupported(
+                out_layer,
+                "a Concat as the network output (members writing the output tensor) is not implemented",
+            ))
+        }
         Some(Src::Stage(j)) if j + 1 == lw.stages.len() && j > 0 => {}
         _ => {
             return Err(unsupported(
@@ -356,6 +378,7 @@ struct Lowering<'a> {
     arena: u64,
     next_work: u16,
     const_bytes: u64,
+    concats: Vec<ConcatPlan>,
     warnings: &'a mut Vec<CompileWarning>,
 }
 
@@ -517,6 +540,9 @@ impl Lowering<'_> {
     /// arena over the toolkit's 100 MiB before anything large is built.
     fn attach(&mut self, src: Src) -> Result<(), CompileError> {
         let Src::Stage(j) = src else { return Ok(()) };
+        if let Some(ci) = self.stages[j].concat {
+            return self.attach_concat(ci);
+        }
         let s = &mut self.stages[j];
         s.consumers += 1;
         if s.out.is_some() {
@@ -525,6 +551,7 @@ impl Lowering<'_> {
         let (pad, size) = Self::buffer_size(s.rec.output_dims);
         let pointer = self.arena + pad;
         self.arena += size;
+        s.guard = pad.min(u32::MAX as u64) as u32;
         s.out = Some(BufferRef::new(
             pointer.min(u32::MAX as u64) as u32,
             self.next_work,
@@ -535,6 +562,119 @@ impl Lowering<'_> {
                 bytes: self.arena,
                 limit: super::MAX_WORK_BYTES,
             });
+        }
+        Ok(())
+    }
+
+    /// Allocates the shared buffer of concatenation `ci` when its first consumer attaches
+    /// (§6.3 step 5): the toolkit sizes it from (H, align(W, 8), C_total) read as (C, H, W),
+    /// so `pad = 2·(C_total + 1)·H·2` and `size = align64(H·align(W,8)·C_total·2 + 2·pad)`;
+    /// member i writes at `base + 2·(channels before it)`.
+    fn attach_concat(&mut self, ci: usize) -> Result<(), CompileError> {
+        let c = &self.concats[ci];
+        let first = c.members[0].0;
+        if self.stages[first].out.is_some() {
+            return Ok(());
+        }
+        let (w, h, ct) = (c.dims.x as u64, c.dims.y as u64, c.dims.z as u64);
+        let pad = 2 * (ct + 1) * h * 2;
+        let size = align64(h * w.div_ceil(8) * 8 * ct * 2 + 2 * pad);
+        let base = self.arena;
+        self.arena += size;
+        if self.arena > super::MAX_WORK_BYTES || base + pad > u32::MAX as u64 {
+            return Err(CompileError::WorkTooLarge {
+                bytes: self.arena,
+                limit: super::MAX_WORK_BYTES,
+            });
+        }
+        let id = self.next_work;
+        self.next_work = self.next_work.saturating_add(1);
+        for &(j, ch) in &self.concats[ci].members.clone() {
+            let s = &mut self.stages[j];
+            s.guard = pad as u32;
+            s.out = Some(BufferRef::new((base + pad) as u32 + 2 * ch, id));
+        }
+        Ok(())
+    }
+
+    /// The stage a consumer of `src` hangs under in the stage tree: the producer, or the
+    /// last member of a concatenation (§10 step 6).
+    fn tree_parent(&self, src: Src) -> Option<usize> {
+        let Src::Stage(j) = src else { return None };
+        Some(match self.stages[j].concat {
+            Some(ci) => self.concats[ci]
+                .members
+                .iter()
+                .map(|m| m.0)
+                .max()
+                .unwrap_or(j),
+            None => j,
+        })
+    }
+
+    /// Concat along channels: no stage. Every bottom must be a stage's fresh output (not
+    /// yet read, not already a concat member) of the same width and height; the members'
+    /// output strides become those of the joined tensor.
+    fn concat(&mut self, l: &Layer, axis: i32) -> Result<(), CompileError> {
+        let nd = self.shape(&l.bottoms[0]).len();
+        let axis = crate::ops::canonical_axis(axis, nd).map_err(|e| unsupported(l, e.0))?;
+        if axis != 1 || nd != 4 {
+            return Err(unsupported(
+                l,
+                "only a channel (axis 1) Concat of C×H×W tensors maps to the NCS",
+            ));
+        }
+        let mut members = Vec::new();
+        let mut total = 0u32;
+        let mut hw = None;
+        for i in 0..l.bottoms.len() {
+            let p = self.producer(l, i)?;
+            let j = match p.src {
+                Src::Stage(j) if j > 0 => j,
+                _ => {
+                    return Err(unsupported(
+                        l,
+                        format!(
+                        "bottom '{}' is the network input; the NCS concatenates stage outputs only",
+                        l.bottoms[i]
+                    ),
+                    ))
+                }
+            };
+            let s = &self.stages[j];
+            if s.concat.is_some()
+                || s.out.is_some()
+                || s.consumers > 0
+                || members.iter().any(|&(m, _)| m == j)
+            {
+                return Err(unsupported(l, format!("bottom '{}' is already read elsewhere or part of another concat; mvNCCompile would need a copy stage", l.bottoms[i])));
+            }
+            let d = p.dims;
+            if *hw.get_or_insert((d.x, d.y)) != (d.x, d.y) {
+                return Err(unsupported(l, "bottoms differ in width or height"));
+            }
+            members.push((j, total));
+            total += d.z;
+        }
+        let (w, h) = hw.unwrap_or((1, 1));
+        let dims = Xyz::new(w, h, total);
+        let strides = dense(dims);
+        let ci = self.concats.len();
+        for &(j, _) in &members {
+            let s = &mut self.stages[j];
+            s.rec.output_strides = strides;
+            s.concat = Some(ci);
+            s.consumers += 1;
+        }
+        let first = members[0].0;
+        self.concats.push(ConcatPlan { members, dims });
+        let p = Producer {
+            src: Src::Stage(first),
+            dims,
+            strides,
+        };
+        for t in &l.tops {
+            self.producers.insert(t.clone(), p);
         }
         Ok(())
     }
@@ -554,7 +694,7 @@ impl Lowering<'_> {
         let mut parent = 0;
         for src in [Some(data), taps_src, bias_src].into_iter().flatten() {
             self.attach(src)?;
-            if let Src::Stage(j) = src {
+            if let Some(j) = self.tree_parent(src) {
                 parent = parent.max(j);
             }
         }
@@ -572,7 +712,9 @@ impl Lowering<'_> {
             params,
             children: Vec::new(),
             out: None,
+            guard: 0,
             consumers: 0,
+            concat: None,
         });
         Ok(idx)
     }
@@ -609,7 +751,9 @@ impl Lowering<'_> {
             params: None,
             children: Vec::new(),
             out: Some(BufferRef::new(0, Location::OUTPUT)),
+            guard: 0,
             consumers: 0,
+            concat: None,
         });
         self.producers.insert(
             blob.to_string(),
@@ -644,10 +788,7 @@ impl Lowering<'_> {
                 }
                 Ok(())
             }
-            Op::Concat(_) => Err(unsupported(
-                l,
-                "concatenation into a shared buffer is not implemented by this compiler",
-            )),
+            Op::Concat(p) => self.concat(l, p.axis),
             Op::Reshape(_) => Err(unsupported(l, "Reshape is not supported")),
             Op::Input { .. }
             | Op::Data(_)

@@ -22,7 +22,10 @@
 //!   another layer already reads (mvNCCompile would fuse it into what that reader sees),
 //!   InnerProduct with `axis` ≠ 1, non-ASCII names. `transpose` InnerProduct weights are
 //!   honoured (mvNCCompile ignores the flag).
-//! - Not implemented (refused with the layer named): Concat, Slice, grouped convolution
+//! - Concat (axis 1) is lowered as NCSDK 2's toolkit does it (one shared work buffer,
+//!   members at channel offsets, NCSDK2_GRAPH_FORMAT.md §6.3 step 5); the buffer size for
+//!   NCSDK 1 follows the same rule (inferred: the v1 document gives only the pad quirk).
+//! - Not implemented (refused with the layer named): a Concat as the network output, Slice, grouped convolution
 //!   with 1 < group < C, Reshape, Deconvolution, ELU, Power, Crop, `.conf` optimisation
 //!   masks.
 //! - Inferred, not seen in a real file (tag I): tap dims (0, C, C) of sigmoid, tanh, PReLU,
@@ -194,7 +197,20 @@ pub fn compile(net: &Net, opts: &CompileOptions) -> Result<Compiled, CompileErro
     }
     let mut warnings = Vec::new();
     let plan = lower::lower(net, opts, &mut warnings)?;
-    let graph = pack::pack(plan, opts)?;
+    let graph = pack::pack(plan, opts, pack::Container::Ncsdk1)?;
+    Ok(Compiled { graph, warnings })
+}
+
+/// Lowers and packs for NCSDK 2: the same stages, fp16 values and layouts as
+/// [`compile`], with NCSDK 2's work offsets and ×8 tap padding. The result is still in the
+/// v1 record shape; `ncs::v2::emit` turns it into blob 2.3/2.4 records and relocations.
+pub fn compile_for_ncsdk2(net: &Net, opts: &CompileOptions) -> Result<Compiled, CompileError> {
+    if !(1..=super::header::MAX_SHAVES).contains(&opts.shaves) {
+        return Err(CompileError::Shaves(opts.shaves));
+    }
+    let mut warnings = Vec::new();
+    let plan = lower::lower(net, opts, &mut warnings)?;
+    let graph = pack::pack(plan, opts, pack::Container::Ncsdk2)?;
     Ok(Compiled { graph, warnings })
 }
 

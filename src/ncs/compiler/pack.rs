@@ -8,6 +8,17 @@ use crate::ncs::graph::Graph;
 use crate::ncs::header::{buffer_start_for, GraphHeader, GRAPH_VERSION};
 use crate::ncs::stage::{BufferRef, Location, StageOp};
 
+/// Which container the packed stages are for: the two differ in where a work pointer
+/// points and in the padding of conv/FC taps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Container {
+    /// NCSDK 1.x: work pointers past the leading guard band, taps at their exact size.
+    Ncsdk1,
+    /// NCSDK 2.x: work offsets at the allocation start (NCSDK2_GRAPH_FORMAT.md §6.3 step
+    /// 3); conv and FC taps followed by zeros up to `align(K, 8)` output channels (§5.2).
+    Ncsdk2,
+}
+
 /// Appends one constant buffer, zero-padded to 64 bytes; returns its pointer.
 fn append(data: &mut Vec<u8>, c: &Const) -> u32 {
     let at = data.len() as u32;
@@ -27,7 +38,25 @@ fn append(data: &mut Vec<u8>, c: &Const) -> u32 {
     at
 }
 
-pub(super) fn pack(mut plan: Plan, opts: &CompileOptions) -> Result<Graph, CompileError> {
+/// NCSDK 2's ×8 tap padding (§5.2): conv (op 0) and FC (op 4) taps of K output channels
+/// are extended with zero elements at the end to `align(K, 8) × (taps / K)`.
+fn pad_taps(c: &Const, op: StageOp, k: u32) -> Option<Const> {
+    let Const::F16(v) = c else { return None };
+    if !matches!(op, StageOp::Convolution | StageOp::FullyConnected) || k == 0 {
+        return None;
+    }
+    let k = k as usize;
+    let rest = v.len() / k;
+    let mut out = v.clone();
+    out.resize(k.div_ceil(8) * 8 * rest, half::f16::ZERO);
+    Some(Const::F16(out))
+}
+
+pub(super) fn pack(
+    mut plan: Plan,
+    opts: &CompileOptions,
+    container: Container,
+) -> Result<Graph, CompileError> {
     if plan.arena > MAX_WORK_BYTES {
         return Err(CompileError::WorkTooLarge {
             bytes: plan.arena,
@@ -50,6 +79,15 @@ pub(super) fn pack(mut plan: Plan, opts: &CompileOptions) -> Result<Graph, Compi
         Src::Input { offset } => BufferRef::new(offset, Location::INPUT),
         Src::Stage(j) => stages[j].out.unwrap_or(BufferRef::NONE),
     };
+    if container == Container::Ncsdk2 {
+        for s in &mut plan.stages {
+            if let Some(r) = &mut s.out {
+                if r.location >= Location::FIRST_WORK {
+                    r.pointer -= s.guard;
+                }
+            }
+        }
+    }
     for i in 0..n {
         let data = out_of(&plan.stages, plan.stages[i].data);
         let taps = plan.stages[i].taps_src.map(|s| out_of(&plan.stages, s));
@@ -82,7 +120,11 @@ pub(super) fn pack(mut plan: Plan, opts: &CompileOptions) -> Result<Graph, Compi
     while let Some(i) = stack.pop() {
         let s = &mut plan.stages[i];
         if let Some(c) = &s.taps {
-            s.rec.taps = BufferRef::blob(append(&mut data, c));
+            let padded = match container {
+                Container::Ncsdk2 => pad_taps(c, s.rec.op, s.rec.taps_dims.z),
+                Container::Ncsdk1 => None,
+            };
+            s.rec.taps = BufferRef::blob(append(&mut data, padded.as_ref().unwrap_or(c)));
         }
         if let Some(c) = &s.bias {
             s.rec.bias = BufferRef::blob(append(&mut data, c));
