@@ -305,6 +305,8 @@ fn report_has_the_required_layout() {
         verify: vec![],
         infer: vec![],
         timings: BTreeMap::from([("1 data prepare".to_string(), 1.5)]),
+        prior_shift: BTreeMap::new(),
+        uncorrected_accuracy: BTreeMap::new(),
         original: BTreeMap::new(),
     };
     agegender::pipeline::write_report(&report, tmp.path()).unwrap();
@@ -387,7 +389,33 @@ fn pipeline_quick_runs_end_to_end() {
         let a = load_net(&deploy, Some(&model), Phase::Test).unwrap();
         let b = load_net(&deploy, Some(&snapshot), Phase::Test).unwrap();
         for (la, lb) in a.layers.iter().zip(&b.layers) {
-            assert_eq!(la.blobs, lb.blobs, "{net} layer {}", la.name);
+            if la.name == "fc8" {
+                assert_eq!(la.blobs[0], lb.blobs[0], "{net} fc8 weights");
+                // The bias carries the train split's prior: + ln(π_train / π_oversampled),
+                // computed here from the class counts data prepare wrote.
+                let stats: serde_json::Value = serde_json::from_slice(
+                    &std::fs::read(out.join("data/stats.json")).unwrap(),
+                )
+                .unwrap();
+                let key = if net == "AgeNet" { "age" } else { "gender" };
+                let counts = |part: &str| -> Vec<f64> {
+                    stats["counts"][part][key]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|v| v.as_f64().unwrap())
+                        .collect()
+                };
+                let (train, over) = (counts("train"), counts("train_oversampled"));
+                let (nt, no) = (train.iter().sum::<f64>(), over.iter().sum::<f64>());
+                for c in 0..train.len() {
+                    let shift = ((train[c] / nt) / (over[c] / no)).ln();
+                    let got = la.blobs[1].data[c] as f64 - lb.blobs[1].data[c] as f64;
+                    assert!((got - shift).abs() < 1e-5, "{net} class {c}: {got} vs {shift}");
+                }
+            } else {
+                assert_eq!(la.blobs, lb.blobs, "{net} layer {}", la.name);
+            }
         }
         // --quick trains at 115 px: 115 → 28 → 14 → 7 → 3.
         assert_eq!(a.infer_shapes().unwrap()["pool5"], [1, 384, 3, 3]);
@@ -425,6 +453,9 @@ fn pipeline_quick_runs_end_to_end() {
     let verify = v["verify"].as_array().unwrap();
     assert!(verify.len() >= 4, "{verify:?}");
     assert!(verify.iter().all(|r| r["pass"] == true), "{verify:?}");
+    // GenderNet started from AgeNet's trained body.
+    assert!(out.join("train/AgeNet_features.caffemodel").is_file());
+    assert!(v["uncorrected_accuracy"]["AgeNet"].as_f64().is_some());
     let timings = v["timings"].as_object().unwrap();
     assert!(timings.keys().any(|k| k.contains("train AgeNet")));
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();

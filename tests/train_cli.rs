@@ -57,6 +57,45 @@ fn test_command_reproduces_caffes_test_accuracy() {
         assert!(text.contains("Actual\\Predict  0-9  10-19"), "{text}");
         assert!(text.contains("One-off accuracy:"), "{text}");
     }
+    // The same net compiled to an NCS graph scores the same on the fp16 emulation (the
+    // default engine for a .graph): fp16 does not flip any of Caffe's 24 decisions.
+    let tmp = tempfile::tempdir().unwrap();
+    let graph = tmp.path().join("mini.graph");
+    let out = bin()
+        .current_dir(&dir)
+        .args(["compile", "levi_mini/deploy.prototxt", "-w"])
+        .arg("trajectory/step10000/levi_mini_nodrop_iter_30.caffemodel")
+        .arg("-o")
+        .arg(&graph)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for engine in [None, Some("f16"), Some("native")] {
+        let mut cmd = bin();
+        cmd.current_dir(&dir)
+            .arg("test")
+            .arg("--model")
+            .arg(&graph)
+            .args(["--lmdb", "utkface24_lmdb", "--mean", "mean.binaryproto"]);
+        if let Some(e) = engine {
+            cmd.args(["--engine", e]);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            text.starts_with("Accuracy: 12.5%, 3/24 corrects"),
+            "{engine:?}: {text}"
+        );
+    }
     let out = bin()
         .current_dir(&dir)
         .args([

@@ -54,6 +54,13 @@ pub struct Args {
     /// instead of Levi & Hassner's larger records with random crops (256 → 227).
     #[arg(long)]
     pub no_crops: bool,
+    /// Train GenderNet from scratch instead of from AgeNet's trained conv1–fc7.
+    #[arg(long)]
+    pub no_transfer: bool,
+    /// Keep fc8's bias as trained, without restoring the train split's class prior that
+    /// oversampling flattened.
+    #[arg(long)]
+    pub no_prior_correction: bool,
     /// Write into OUT even when it already exists and is not empty (its files are replaced).
     #[arg(long)]
     pub force: bool,
@@ -81,6 +88,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
         verbose: true,
         resume: args.resume,
         crops: !args.no_crops,
+        transfer: !args.no_transfer,
+        prior_correction: !args.no_prior_correction,
         stop: crate::cli::common::stop_on_signals()?,
     })?;
     println!(

@@ -52,6 +52,10 @@ pub struct TestArgs {
     /// Print one JSON object instead of the tables.
     #[arg(long)]
     pub json: bool,
+    /// Engine: `native` (f32) or `f16` (the NCS emulation). Default: f16 for an NCS
+    /// `.graph`, which is how it scores on the stick, native otherwise.
+    #[arg(long, value_parser = ["native", "f16"])]
+    pub engine: Option<String>,
 }
 
 /// Evaluates the model and prints the report.
@@ -75,6 +79,13 @@ pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
             threads: args.threads,
             classes,
             progress: !args.json,
+            fp16: match args.engine.as_deref() {
+                Some(e) => e == "f16",
+                None => {
+                    crate::model::ModelFormat::detect(&args.model).ok()
+                        == Some(crate::model::ModelFormat::NcsGraph)
+                }
+            },
         },
     )
     .with_context(|| {

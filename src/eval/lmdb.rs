@@ -4,6 +4,7 @@
 //! the net's output.
 
 use super::{ClassNames, ConfusionMatrix};
+use crate::exec::f16::F16Engine;
 use crate::exec::{Engine, ExecOptions};
 use crate::io::lmdb::LmdbReader;
 use crate::ir::{Net, Phase, Tensor};
@@ -28,6 +29,9 @@ pub struct LmdbEval<'a> {
     pub classes: Option<ClassNames>,
     /// Show a progress bar.
     pub progress: bool,
+    /// Run on the fp16 NCS emulation ([`crate::exec::F16Engine`]) instead of the f32
+    /// engine: how a compiled graph scores on the stick.
+    pub fp16: bool,
 }
 
 /// Centre crop of a C×H×W (or 1×C×H×W) tensor to `h × w`.
@@ -51,6 +55,23 @@ fn centre_crop(t: &Tensor, h: usize, w: usize) -> Result<Tensor> {
         }
     }
     Ok(out)
+}
+
+/// The engine a test runs on.
+enum Runner {
+    /// The native f32 engine.
+    F32(Engine),
+    /// The fp16 NCS emulation.
+    F16(F16Engine),
+}
+
+impl Runner {
+    fn engine(&self) -> &Engine {
+        match self {
+            Runner::F32(e) => e,
+            Runner::F16(e) => e.engine(),
+        }
+    }
 }
 
 /// Runs every record through `net` and returns the confusion matrix.
@@ -106,15 +127,17 @@ pub fn evaluate_lmdb(net: &Net, opts: &LmdbEval<'_>) -> Result<ConfusionMatrix> 
     };
     let source = DataSource::open_with_mean(&params, mean_image, Phase::Test, 0)?;
     let mut prefetch = Prefetcher::spawn(source, 2);
-    let engine = Engine::with_options(
-        net,
-        ExecOptions {
-            threads: opts.threads,
-            batch: Some(batch),
-            ..Default::default()
-        },
-    )?;
-    let outputs = engine.output_names();
+    let exec = ExecOptions {
+        threads: opts.threads,
+        batch: Some(batch),
+        ..Default::default()
+    };
+    let runner = if opts.fp16 {
+        Runner::F16(F16Engine::with_options(net, exec)?)
+    } else {
+        Runner::F32(Engine::with_options(net, exec)?)
+    };
+    let outputs = runner.engine().output_names();
     let [out_name] = outputs.as_slice() else {
         bail!(
             "the net has {} outputs ({}); test needs exactly one",
@@ -132,7 +155,10 @@ pub fn evaluate_lmdb(net: &Net, opts: &LmdbEval<'_>) -> Result<ConfusionMatrix> 
     let mut done = 0;
     while done < total {
         let b = prefetch.next_batch()?;
-        let mut out = engine.run([(input.as_str(), b.data)])?;
+        let mut out = match &runner {
+            Runner::F16(e) => e.run([(input.as_str(), b.data)])?.outputs,
+            Runner::F32(e) => e.run([(input.as_str(), b.data)])?,
+        };
         let scores = out.take(&out_name).context("the net produced no output")?;
         let classes = scores.len() / batch;
         let m = matrix.get_or_insert_with(|| {

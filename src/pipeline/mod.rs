@@ -81,6 +81,11 @@ pub struct PipelineOptions {
     /// TRAIN, the centre crop in TEST and at inference. Off: records of the input's size,
     /// mirroring only, as the original project trained.
     pub crops: bool,
+    /// Start GenderNet from AgeNet's trained body (conv1–fc7), see [`write_feature_init`].
+    pub transfer: bool,
+    /// Shift fc8's bias by the log ratio of the train split's class prior to the
+    /// oversampled one ([`PreparedData::prior_shift`]) in the written models.
+    pub prior_correction: bool,
     /// Reuse what an earlier run in the same OUT finished: the prepared data (same size and
     /// subset), and each net's latest snapshot, resuming its training from there (a net
     /// whose final snapshot exists is not trained again).
@@ -170,6 +175,44 @@ impl PreparedData {
             .join(format!("{}_{split}_lmdb", kind.key()))
     }
 
+    /// The logit shift that restores the train split's class prior after oversampling:
+    /// `ln(π_train[c] / π_oversampled[c])` per class, from `stats.json`. Oversampling trains
+    /// the classifier for the oversampled prior (uniform over age buckets); adding this to
+    /// fc8's bias is Bayes' rule for the prior the test data is drawn from (logit
+    /// adjustment, Menon et al., ICLR 2021). It uses train-split counts only.
+    pub fn prior_shift(&self, kind: NetKind) -> Result<Vec<f32>, PipelineError> {
+        let fail = |msg: String| PipelineError::Step {
+            step: "prior correction",
+            msg,
+        };
+        let path = self.dir.join("stats.json");
+        let stats: serde_json::Value = std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+            .map_err(|e| fail(format!("{}: {e}", path.display())))?;
+        let key = kind.key();
+        let counts = |part: &str| -> Result<Vec<f64>, PipelineError> {
+            stats["counts"][part][key]
+                .as_array()
+                .and_then(|a| a.iter().map(|v| v.as_f64()).collect::<Option<Vec<_>>>())
+                .filter(|v| v.len() == kind.classes() && v.iter().all(|&n| n > 0.0))
+                .ok_or_else(|| {
+                    fail(format!(
+                        "{}: counts.{part}.{key} is not {} positive counts",
+                        path.display(),
+                        kind.classes()
+                    ))
+                })
+        };
+        let (train, over) = (counts("train")?, counts("train_oversampled")?);
+        let (nt, no): (f64, f64) = (train.iter().sum(), over.iter().sum());
+        Ok(train
+            .iter()
+            .zip(&over)
+            .map(|(t, o)| ((t / nt) / (o / no)).ln() as f32)
+            .collect())
+    }
+
     /// The mean of the age train LMDB, as Caffe's binaryproto.
     pub fn mean_binaryproto(&self) -> PathBuf {
         self.dir.join("mean.binaryproto")
@@ -208,6 +251,49 @@ fn prepare_data(
         images: report.counts.all.total,
         records: report.lmdb_records.clone(),
     })
+}
+
+/// Writes AgeNet's trained layers up to fc7 (everything but the 9-way fc8) as
+/// `OUT/train/AgeNet_features.caffemodel`, GenderNet's initial weights: the two nets share
+/// Levi & Hassner's body, and a face's age features carry most of what gender needs, so
+/// GenderNet starts from them (copied by layer name, as `caffe train --weights` does) and
+/// only its 2-way fc8 starts from the filler.
+fn write_feature_init(age_net: &crate::ir::Net, out: &Path) -> Result<PathBuf, PipelineError> {
+    let mut body = age_net.clone();
+    body.layers.retain(|l| l.name != "fc8" && l.name != "prob");
+    let path = out.join("train").join("AgeNet_features.caffemodel");
+    crate::caffe::write_caffemodel(&body, &path).map_err(|e| PipelineError::Step {
+        step: "train",
+        msg: format!("writing {}: {e}", path.display()),
+    })?;
+    Ok(path)
+}
+
+/// Adds `shift[c]` to the bias of the last InnerProduct (fc8) of a trained net.
+fn apply_prior_shift(net: &mut crate::ir::Net, shift: &[f32]) -> Result<(), PipelineError> {
+    let fail = |msg: String| PipelineError::Step {
+        step: "prior correction",
+        msg,
+    };
+    let fc8 = net
+        .layers
+        .iter_mut()
+        .rev()
+        .find(|l| matches!(l.op, crate::ir::Op::InnerProduct(_)))
+        .ok_or_else(|| fail("the net has no InnerProduct layer".into()))?;
+    let bias = fc8
+        .blobs
+        .get_mut(1)
+        .filter(|b| b.len() == shift.len())
+        .ok_or_else(|| {
+            fail(format!(
+                "layer {} has no bias of {} classes",
+                fc8.name,
+                shift.len()
+            ))
+        })?;
+    bias.data.iter_mut().zip(shift).for_each(|(b, s)| *b += s);
+    Ok(())
 }
 
 /// The data of an earlier run in `out`, when its `stats.json` says it was prepared with the
@@ -261,6 +347,7 @@ fn train_net(
     solver: &Path,
     deploy: &Path,
     out: &Path,
+    init: Option<PathBuf>,
     options: &PipelineOptions,
 ) -> Result<(crate::ir::Net, TrainingInfo), PipelineError> {
     let fail = |msg: String| PipelineError::Step {
@@ -298,7 +385,7 @@ fn train_net(
     } else {
         crate::train::trainer::train(crate::train::trainer::TrainOptions {
             solver: solver.to_path_buf(),
-            weights: None,
+            weights: init,
             resume: resume.map(|(_, state)| state),
             threads: if options.threads == 0 {
                 std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -468,6 +555,9 @@ pub fn run(options: &PipelineOptions) -> Result<PipelineReport, PipelineError> {
     })?;
     let mean = crate::infer::Mean::Image(mean_image);
     let mut training = Vec::new();
+    let mut age_features: Option<PathBuf> = None;
+    let mut prior_shifts = BTreeMap::new();
+    let mut uncorrected_accuracy = BTreeMap::new();
     let mut evals = Vec::new();
     let mut files = Vec::new();
     let mut verify = Vec::new();
@@ -481,8 +571,21 @@ pub fn run(options: &PipelineOptions) -> Result<PipelineReport, PipelineError> {
             .join(format!("{}_deploy.prototxt", kind.name()));
         crate::util::atomic::atomic_write(&deploy, deploy_text.as_bytes())?;
         step_line(options, &format!("train {}", kind.name()));
-        let (net, info) = train_net(kind, &solver, &deploy, out, options)?;
+        let init = match (kind, &age_features) {
+            (NetKind::Gender, Some(path)) => Some(path.clone()),
+            _ => None,
+        };
+        let (mut net, info) = train_net(kind, &solver, &deploy, out, init, options)?;
         training.push(info);
+        if kind == NetKind::Age && options.transfer {
+            age_features = Some(write_feature_init(&net, out)?);
+        }
+        let uncorrected = net.clone();
+        if options.prior_correction {
+            let shift = data.prior_shift(kind)?;
+            apply_prior_shift(&mut net, &shift)?;
+            prior_shifts.insert(kind.name().to_string(), shift);
+        }
         time(&format!("2 train {}", kind.name()), started);
 
         let started = Instant::now();
@@ -494,6 +597,11 @@ pub fn run(options: &PipelineOptions) -> Result<PipelineReport, PipelineError> {
         };
         let predictor = crate::infer::Predictor::new(net.clone(), &mean, &predictor_options)?;
         evals.push(stages::evaluate(&predictor, kind, &test_images)?);
+        if options.prior_correction {
+            let raw = crate::infer::Predictor::new(uncorrected, &mean, &predictor_options)?;
+            let report = stages::evaluate(&raw, kind, &test_images)?;
+            uncorrected_accuracy.insert(kind.name().to_string(), report.accuracy);
+        }
         time(&format!("3 test {}", kind.name()), started);
 
         let started = Instant::now();
@@ -557,6 +665,8 @@ pub fn run(options: &PipelineOptions) -> Result<PipelineReport, PipelineError> {
             ("age".to_string(), report::ORIGINAL_AGE_ACCURACY),
             ("gender".to_string(), report::ORIGINAL_GENDER_ACCURACY),
         ]),
+        prior_shift: prior_shifts,
+        uncorrected_accuracy,
     };
     write_report(&report, out)?;
     Ok(report)

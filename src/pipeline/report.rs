@@ -68,6 +68,11 @@ pub struct PipelineReport {
     pub timings: BTreeMap<String, f64>,
     /// The original project's accuracies, for comparison.
     pub original: BTreeMap<String, f64>,
+    /// Per net: the fc8 bias shift that restored the train split's class prior (empty
+    /// with `--no-prior-correction`).
+    pub prior_shift: BTreeMap<String, Vec<f32>>,
+    /// Per net: test accuracy of the trained weights before that shift.
+    pub uncorrected_accuracy: BTreeMap<String, f64>,
 }
 
 fn pct(v: f64) -> String {
@@ -111,6 +116,18 @@ impl PipelineReport {
                 r.one_off.map_or("-".into(), pct),
                 pct(original)
             );
+        }
+        if !self.prior_shift.is_empty() {
+            s.push_str(
+                "\nThe models' fc8 bias carries the train split's class prior, which \
+                 oversampling had flattened: `+ ln(π_train / π_oversampled)` per class \
+                 (logit adjustment; train-split counts only). Accuracy of the trained weights \
+                 before that shift:",
+            );
+            for (name, a) in &self.uncorrected_accuracy {
+                let _ = write!(s, " {name} {}", pct(*a));
+            }
+            s.push_str(".\n");
         }
         for (name, r) in [("AgeNet", &self.age), ("GenderNet", &self.gender)] {
             let _ = writeln!(s, "\n### {name} confusion matrix (rows actual)\n");
