@@ -393,10 +393,9 @@ fn pipeline_quick_runs_end_to_end() {
                 assert_eq!(la.blobs[0], lb.blobs[0], "{net} fc8 weights");
                 // The bias carries the train split's prior: + ln(π_train / π_oversampled),
                 // computed here from the class counts data prepare wrote.
-                let stats: serde_json::Value = serde_json::from_slice(
-                    &std::fs::read(out.join("data/stats.json")).unwrap(),
-                )
-                .unwrap();
+                let stats: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(out.join("data/stats.json")).unwrap())
+                        .unwrap();
                 let key = if net == "AgeNet" { "age" } else { "gender" };
                 let counts = |part: &str| -> Vec<f64> {
                     stats["counts"][part][key]
@@ -411,7 +410,10 @@ fn pipeline_quick_runs_end_to_end() {
                 for c in 0..train.len() {
                     let shift = ((train[c] / nt) / (over[c] / no)).ln();
                     let got = la.blobs[1].data[c] as f64 - lb.blobs[1].data[c] as f64;
-                    assert!((got - shift).abs() < 1e-5, "{net} class {c}: {got} vs {shift}");
+                    assert!(
+                        (got - shift).abs() < 1e-5,
+                        "{net} class {c}: {got} vs {shift}"
+                    );
                 }
             } else {
                 assert_eq!(la.blobs, lb.blobs, "{net} layer {}", la.name);
