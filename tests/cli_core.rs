@@ -545,3 +545,44 @@ fn verify_passes_mvncheck_for_a_compiled_graph_on_the_f16_engine() {
     assert!(prob["max_rel"].as_f64().unwrap() <= 0.02, "{prob}");
     assert_eq!(prob["top1_agreement"].as_f64().unwrap(), 1.0, "{prob}");
 }
+
+/// A graph whose conv2 weights were corrupted (sign-flipped and scaled ×40 after a correct
+/// compile, then compiled again) fails mvNCCheck's rule against the f32 Caffe model, and
+/// the report names conv2 as the first layer that diverges.
+#[test]
+fn verify_fails_a_graph_with_corrupted_weights_and_names_the_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("tiny.graph");
+    run_ok(&["compile", TINY, "-w", TINY_W, "-o", s(&good)]);
+    let mut net = agegender::ncs::read_net(&good).unwrap();
+    let conv2 = net
+        .layers
+        .iter_mut()
+        .find(|l| l.name.starts_with("conv2"))
+        .expect("the graph has a conv2 stage");
+    conv2.blobs[0].data.iter_mut().for_each(|w| *w *= -40.0);
+    let bad = dir.path().join("bad.graph");
+    agegender::ncs::compile_to_file(&net, &Default::default(), &bad).unwrap();
+    let o = run(&[
+        "verify",
+        TINY,
+        "--weights",
+        TINY_W,
+        "--against",
+        s(&bad),
+        "--against-engine",
+        "f16",
+        "--input",
+        PATTERN,
+        "--preset",
+        "mvncheck",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["pass"], false);
+    let layer = v["comparisons"][0]["first_divergent_layer"]
+        .as_str()
+        .unwrap();
+    assert!(layer.starts_with("conv2"), "first divergent layer: {layer}");
+}
