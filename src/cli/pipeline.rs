@@ -54,6 +54,10 @@ pub struct Args {
     /// instead of Levi & Hassner's larger records with random crops (256 → 227).
     #[arg(long)]
     pub no_crops: bool,
+    /// Train GenderNet on the age-oversampled LMDB, as the original project did, instead of
+    /// the natural train split (2,747 faces; age oversampling skews gender 60/40 male).
+    #[arg(long)]
+    pub gender_oversampled: bool,
     /// Train GenderNet from scratch instead of from AgeNet's trained conv1–fc7.
     #[arg(long)]
     pub no_transfer: bool,
@@ -89,6 +93,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         resume: args.resume,
         crops: !args.no_crops,
         transfer: !args.no_transfer,
+        gender_natural: !args.gender_oversampled,
         prior_correction: !args.no_prior_correction,
         stop: crate::cli::common::stop_on_signals()?,
     })?;

@@ -81,6 +81,10 @@ pub struct PipelineOptions {
     /// TRAIN, the centre crop in TEST and at inference. Off: records of the input's size,
     /// mirroring only, as the original project trained.
     pub crops: bool,
+    /// Train GenderNet on the train split as it is (2,747 faces, with crops and mirroring)
+    /// instead of the age-oversampled LMDB, whose ×15 copies of the rarest age buckets skew
+    /// it towards old faces and 60/40 towards men; see [`natural_gender_lmdb`].
+    pub gender_natural: bool,
     /// Start GenderNet from AgeNet's trained body (conv1–fc7), see [`write_feature_init`].
     pub transfer: bool,
     /// Shift fc8's bias by the log ratio of the train split's class prior to the
@@ -173,6 +177,16 @@ impl PreparedData {
         self.dir
             .join("lmdb")
             .join(format!("{}_{split}_lmdb", kind.key()))
+    }
+
+    /// The train LMDB of `kind`: the natural gender LMDB with
+    /// [`PipelineOptions::gender_natural`], else `data prepare`'s oversampled one.
+    pub fn train_lmdb(&self, kind: NetKind, options: &PipelineOptions) -> PathBuf {
+        if kind == NetKind::Gender && options.gender_natural {
+            self.dir.join("lmdb").join("gender_train_natural_lmdb")
+        } else {
+            self.lmdb(kind, "train")
+        }
     }
 
     /// The logit shift that restores the train split's class prior after oversampling:
@@ -293,6 +307,58 @@ fn apply_prior_shift(net: &mut crate::ir::Net, shift: &[f32]) -> Result<(), Pipe
             ))
         })?;
     bias.data.iter_mut().zip(shift).for_each(|(b, s)| *b += s);
+    Ok(())
+}
+
+/// Writes `data/lmdb/gender_train_natural_lmdb`: the records of `gender_train.txt` that are
+/// original faces (not `augmented/` copies), in the same shuffled order and at the same
+/// record size, as `convert_imageset` writes them. Kept when `--resume` finds it complete.
+fn natural_gender_lmdb(
+    source: &Path,
+    data: &PreparedData,
+    options: &PipelineOptions,
+) -> Result<(), PipelineError> {
+    let out = data.train_lmdb(NetKind::Gender, options);
+    if options.resume && out.join("data.mdb").is_file() {
+        return Ok(());
+    }
+    let fail = |msg: String| PipelineError::Step {
+        step: "data prepare",
+        msg,
+    };
+    let list = data.dir.join("gender_train.txt");
+    let entries: Vec<_> = crate::data::read_image_list(&list)
+        .map_err(|e| fail(e.to_string()))?
+        .into_iter()
+        .filter(|e| !e.path.starts_with("augmented/"))
+        .collect();
+    let report = crate::data::convert_imageset(
+        source,
+        &entries,
+        &out,
+        &crate::data::ImagesetOptions {
+            size: Some(options.record_size()),
+            shuffle_seed: None,
+            progress: options.verbose,
+        },
+    )
+    .map_err(|e| fail(format!("{}: {e}", out.display())))?;
+    if !report.failed.is_empty() {
+        return Err(fail(format!(
+            "{}: {} image(s) of {} could not be read",
+            out.display(),
+            report.failed.len(),
+            list.display()
+        )));
+    }
+    step_line(
+        options,
+        &format!(
+            "{}: {} records (natural gender train split)",
+            out.display(),
+            report.written
+        ),
+    );
     Ok(())
 }
 
@@ -487,7 +553,7 @@ pub fn write_net_files(
     let train_val = abs(dir.join(format!("{}_train_val.prototxt", kind.name())));
     let text = prototxt::train_val_prototxt(
         kind,
-        &abs(data.lmdb(kind, "train")),
+        &abs(data.train_lmdb(kind, options)),
         &abs(data.lmdb(kind, "test")),
         &abs(data.mean_binaryproto()),
         batch,
@@ -544,6 +610,9 @@ pub fn run(options: &PipelineOptions) -> Result<PipelineReport, PipelineError> {
     };
     step_line(options, &format!("data prepare from {}", source.display()));
     let data = prepare_data(&source, &out.join("data"), options)?;
+    if options.gender_natural {
+        natural_gender_lmdb(&source, &data, options)?;
+    }
     time("1 data prepare", started);
 
     // 2–3. Nets, training, test.
@@ -581,7 +650,8 @@ pub fn run(options: &PipelineOptions) -> Result<PipelineReport, PipelineError> {
             age_features = Some(write_feature_init(&net, out)?);
         }
         let uncorrected = net.clone();
-        if options.prior_correction {
+        let oversampled = !(kind == NetKind::Gender && options.gender_natural);
+        if options.prior_correction && oversampled {
             let shift = data.prior_shift(kind)?;
             apply_prior_shift(&mut net, &shift)?;
             prior_shifts.insert(kind.name().to_string(), shift);
@@ -597,7 +667,7 @@ pub fn run(options: &PipelineOptions) -> Result<PipelineReport, PipelineError> {
         };
         let predictor = crate::infer::Predictor::new(net.clone(), &mean, &predictor_options)?;
         evals.push(stages::evaluate(&predictor, kind, &test_images)?);
-        if options.prior_correction {
+        if options.prior_correction && oversampled {
             let raw = crate::infer::Predictor::new(uncorrected, &mean, &predictor_options)?;
             let report = stages::evaluate(&raw, kind, &test_images)?;
             uncorrected_accuracy.insert(kind.name().to_string(), report.accuracy);
