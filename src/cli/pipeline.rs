@@ -98,9 +98,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
         stop: crate::cli::common::stop_on_signals()?,
     })?;
     println!(
-        "AgeNet accuracy {:.1} % (original 66.5 %), GenderNet {:.1} % (original 85.2 %)",
+        "AgeNet accuracy {:.1} % (original 66.5 %), GenderNet {:.1} % (original 85.2 %){}",
         100.0 * report.age.accuracy,
-        100.0 * report.gender.accuracy
+        100.0 * report.gender.accuracy,
+        if report.dataset.synthetic {
+            " — on SYNTHETIC stand-in data, not faces: say nothing about real accuracy"
+        } else {
+            ""
+        }
     );
     println!("report: {}", args.out.join("report.md").display());
     let all_verified = report.verify.iter().all(|v| v.pass);
