@@ -148,19 +148,24 @@ impl LrnParams {
             });
     }
 
-    /// Caffe builds WITHIN_CHANNEL from other layers: x² → AVE pooling (kernel n, stride 1,
-    /// pad (n−1)/2, Caffe's clipped divisor) → `(1 + α · avg)^−β` → times x. So k is not
-    /// used and α is not divided again.
-    fn within_channel(&self, x: &Tensor, y: &mut [f32], plane: usize) {
-        let (h, w) = (x.shape[2], x.shape[3]);
+    /// The AVE pooling inside WITHIN_CHANNEL over an H×W plane: kernel n, stride 1, pad
+    /// (n−1)/2, so one window per pixel.
+    fn within_window(&self, [h, w]: [usize; 2]) -> PoolWindow {
         let pad = (self.local_size - 1) / 2;
-        let win = PoolWindow {
+        PoolWindow {
             input: [h, w],
             output: [h, w],
             kernel: [self.local_size; 2],
             stride: [1, 1],
             pad: [pad, pad],
-        };
+        }
+    }
+
+    /// Caffe builds WITHIN_CHANNEL from other layers: x² → AVE pooling (kernel n, stride 1,
+    /// pad (n−1)/2, Caffe's clipped divisor) → `(1 + α · avg)^−β` → times x. So k is not
+    /// used and α is not divided again.
+    fn within_channel(&self, x: &Tensor, y: &mut [f32], plane: usize) {
+        let win = self.within_window([x.shape[2], x.shape[3]]);
         let (alpha, beta) = (self.alpha, self.beta);
         y.par_chunks_mut(plane)
             .zip(x.data.par_chunks(plane))
@@ -179,8 +184,6 @@ impl LrnParams {
 }
 
 // ---- backward (training) ----
-
-use super::pool::{clipped_window, PoolMethod, PoolParams};
 
 impl LrnParams {
     /// Backward from the bottom `x`, the top `y` and the top diff `dy`.
@@ -297,33 +300,13 @@ impl LrnParams {
     }
 
     fn within_plane(&self, dx: &mut [f32], x: &[f32], y: &[f32], dy: &[f32], hw: [usize; 2]) {
-        let n = self.local_size;
-        let pool = PoolParams {
-            method: PoolMethod::Ave,
-            kernel: [n, n],
-            stride: [1, 1],
-            pad: [(n - 1) / 2; 2],
-            ..Default::default()
-        };
-        let geo = pool.effective(hw);
-        let w = hw[1];
-        // s = 1 + α · avg(x²) over each output position's window (stride 1: one per pixel).
+        let win = self.within_window(hw);
+        // s = 1 + α · avg(x²) over each pixel's window (the forward's pooling).
+        let squares: Vec<f32> = x.iter().map(|v| v * v).collect();
         let mut scale = vec![0.0f32; x.len()];
-        let mut divisor = vec![1.0f32; x.len()];
-        for py in 0..hw[0] {
-            for px in 0..w {
-                let (h0, h1, w0, w1, size) = clipped_window(PoolMethod::Ave, (py, px), hw, geo);
-                let mut sum = 0.0f32;
-                for yy in h0..h1 {
-                    sum += x[yy * w + w0..yy * w + w1]
-                        .iter()
-                        .map(|v| v * v)
-                        .sum::<f32>();
-                }
-                scale[py * w + px] = 1.0 + self.alpha * sum / size;
-                divisor[py * w + px] = size;
-            }
-        }
+        win.ave_planes(&squares, &mut scale);
+        scale.iter_mut().for_each(|s| *s = 1.0 + self.alpha * *s);
+        // P(dy · y / s): the AVE pooling's backward spreads each value over its window.
         let t: Vec<f32> = dy
             .iter()
             .zip(y)
@@ -331,17 +314,7 @@ impl LrnParams {
             .map(|((&g, &y), &s)| g * y / s)
             .collect();
         let mut spread = vec![0.0f32; x.len()];
-        for py in 0..hw[0] {
-            for px in 0..w {
-                let (h0, h1, w0, w1, _) = clipped_window(PoolMethod::Ave, (py, px), hw, geo);
-                let share = t[py * w + px] / divisor[py * w + px];
-                for yy in h0..h1 {
-                    for s in &mut spread[yy * w + w0..yy * w + w1] {
-                        *s += share;
-                    }
-                }
-            }
-        }
+        win.ave_backward_plane(&t, &mut spread);
         let cache = 2.0 * self.alpha * self.beta;
         for ((((d, &g), &s), &v), &p) in dx.iter_mut().zip(dy).zip(&scale).zip(x).zip(&spread) {
             *d = g * s.powf(-self.beta) - cache * v * p;

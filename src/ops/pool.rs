@@ -163,28 +163,6 @@ impl PoolParams {
 
 // ---- backward (training) ----
 
-/// One pooling window of output (ph, pw), clipped as Caffe clips it: `(h0, h1, w0, w1)`
-/// inside the image, plus the AVE divisor counted over the window clipped to the padded
-/// border only.
-pub(crate) fn clipped_window(
-    method: PoolMethod,
-    (ph, pw): (usize, usize),
-    [h, w]: [usize; 2],
-    (k, s, p): ([usize; 2], [usize; 2], [usize; 2]),
-) -> (usize, usize, usize, usize, f32) {
-    let hs = (ph * s[0]) as isize - p[0] as isize;
-    let ws = (pw * s[1]) as isize - p[1] as isize;
-    let (limit_h, limit_w) = match method {
-        PoolMethod::Max => (h as isize, w as isize),
-        PoolMethod::Ave => ((h + p[0]) as isize, (w + p[1]) as isize),
-    };
-    let he = (hs + k[0] as isize).min(limit_h);
-    let we = (ws + k[1] as isize).min(limit_w);
-    let size = ((he - hs) * (we - ws)) as f32;
-    let clip = |v: isize, hi: usize| v.clamp(0, hi as isize) as usize;
-    (clip(hs, h), clip(he, h), clip(ws, w), clip(we, w), size)
-}
-
 impl PoolParams {
     /// Backward (Caffe `PoolingLayer::Backward_cpu`) into a fresh buffer; see
     /// [`PoolParams::backward_into`].
