@@ -108,12 +108,18 @@ fn a_folder_writer_killed_midway_leaves_the_old_folder_and_is_cleared() {
     std::fs::write(dest.join("data.mdb"), OLD).unwrap();
     let pid = kill_midway("dir", &dest, || tmp.path().join("child.ready").exists());
     assert_eq!(std::fs::read(dest.join("data.mdb")).unwrap(), OLD);
-    let stale = format!(".db.tmp-{pid}");
-    assert!(tmp.path().join(&stale).is_dir(), "{:?}", names(tmp.path()));
+    // the killed writer's staging folder is inside the output folder, never beside it
+    let stale = format!(".tmp-{pid}");
+    assert!(dest.join(&stale).is_dir(), "{:?}", names(&dest));
+    assert_eq!(
+        names(tmp.path()),
+        vec!["child.ready".to_string(), "db".to_string()]
+    );
     std::fs::remove_file(tmp.path().join("child.ready")).unwrap();
     let d = AtomicDir::new(&dest).unwrap();
     std::fs::write(d.path().join("data.mdb"), b"new").unwrap();
     d.commit().unwrap();
     assert_eq!(std::fs::read(dest.join("data.mdb")).unwrap(), b"new");
     assert_eq!(names(tmp.path()), vec!["db".to_string()]);
+    assert_eq!(names(&dest), vec!["data.mdb".to_string()]);
 }

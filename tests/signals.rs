@@ -43,12 +43,13 @@ fn interrupted_prepare_leaves_nothing_and_reruns(signal: &str) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until the LMDBs are being written in the temporary sibling folder.
+    // Wait until the LMDBs are being written in the staging folder inside the output.
     let started = Instant::now();
     loop {
-        let writing = names(tmp.path())
-            .iter()
-            .any(|n| n.starts_with(".prepared.tmp") && tmp.path().join(n).join("lmdb").exists());
+        let writing = out.is_dir()
+            && names(&out)
+                .iter()
+                .any(|n| n.starts_with(".tmp-") && out.join(n).join("lmdb").exists());
         if writing {
             break;
         }

@@ -101,6 +101,9 @@ pub enum CaffeError {
     /// Writing an output file failed (nothing is left under the final name).
     #[error(transparent)]
     Write(#[from] AtomicWriteError),
+    /// The net uses something Caffe's format cannot express (the message names the layer).
+    #[error("cannot write as Caffe: {0}")]
+    Unsupported(String),
 }
 
 impl CaffeError {

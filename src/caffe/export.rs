@@ -12,7 +12,7 @@ use super::error::CaffeError;
 use super::export_ops::op_into_layer;
 use super::state::phase_to_proto;
 use super::text_writer::to_text;
-use crate::ir::Net;
+use crate::ir::{Net, Op};
 use crate::proto::caffe::{
     BlobShape, InputParameter, LayerParameter, NetParameter, NetStateRule, ParamSpec,
 };
@@ -83,13 +83,45 @@ pub fn net_to_proto(net: &Net, with_weights: bool) -> NetParameter {
                 .collect(),
             ..Default::default()
         };
+        // Caffe pads both sides equally: an asymmetric (TensorFlow SAME) convolution is
+        // written as its exact symmetric equivalent with zero taps (`to_symmetric`);
+        // `check_caffe_expressible` refuses the rare case that has none.
+        let symmetric = match &l.op {
+            Op::Convolution(c) if !c.is_symmetric() => c
+                .to_symmetric(&l.blobs)
+                .map(|(c, blobs)| (Op::Convolution(c), blobs)),
+            _ => None,
+        };
+        let (op, blobs) = match &symmetric {
+            Some((op, blobs)) => (op, blobs.as_slice()),
+            None => (&l.op, l.blobs.as_slice()),
+        };
         if with_weights {
-            p.blobs = l.blobs.iter().map(blob_from_tensor).collect();
+            p.blobs = blobs.iter().map(blob_from_tensor).collect();
         }
-        op_into_layer(&l.op, &mut p);
+        op_into_layer(op, &mut p);
         param.layer.push(p);
     }
     param
+}
+
+/// Refuses a net that Caffe's format cannot hold: an asymmetric convolution padding whose
+/// two sides differ by a non-multiple of the dilation (no zero-tap equivalent exists).
+pub fn check_caffe_expressible(net: &Net) -> Result<(), CaffeError> {
+    for l in &net.layers {
+        if let Op::Convolution(c) = &l.op {
+            if c.to_symmetric(&[]).is_none() {
+                return Err(CaffeError::Unsupported(format!(
+                    "layer '{}': padding begin {:?} / end {:?} with dilation {:?} has no symmetric Caffe equivalent; export it to ONNX instead",
+                    l.name,
+                    c.pad,
+                    c.end_pad(),
+                    c.dilation
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The net as prototxt text (current syntax, one field per line, no weights).
@@ -99,6 +131,7 @@ pub fn net_to_prototxt(net: &Net) -> String {
 
 /// Writes the net definition as a prototxt, atomically.
 pub fn write_prototxt(net: &Net, path: &Path) -> Result<(), CaffeError> {
+    check_caffe_expressible(net)?;
     Ok(atomic_write(path, net_to_prototxt(net).as_bytes())?)
 }
 
@@ -109,6 +142,7 @@ pub fn caffemodel_bytes(net: &Net) -> Vec<u8> {
 
 /// Writes the net with its weights as a caffemodel, atomically.
 pub fn write_caffemodel(net: &Net, path: &Path) -> Result<(), CaffeError> {
+    check_caffe_expressible(net)?;
     Ok(atomic_write(path, &caffemodel_bytes(net))?)
 }
 

@@ -146,6 +146,7 @@ fn conv_params(l: &LayerParameter, p: &ConvolutionParameter) -> Result<ConvParam
         kernel,
         stride,
         pad,
+        pad_end: None,
         dilation,
         group: p.group() as usize,
         bias_term: p.bias_term(),

@@ -5,8 +5,9 @@
 //! database; keys `%08d_<relative path>` ([`caffe_key`]), values serialized `caffe.Datum`.
 //! LMDB keeps keys sorted, so the zero-padded index makes key order equal write order.
 //!
-//! Writing goes into an [`AtomicDir`] temporary directory that is renamed into place only
-//! by [`LmdbWriter::finish`], so an interrupted run never leaves a complete-looking LMDB.
+//! Writing goes into an [`AtomicDir`] staging folder inside the destination whose files are
+//! renamed into place only by [`LmdbWriter::finish`], so an interrupted run never leaves a
+//! complete-looking LMDB.
 //! Reading opens the environment read-only without a lock file (`MDB_RDONLY |
 //! MDB_NOLOCK`), which also works on read-only media such as the shared fixtures.
 

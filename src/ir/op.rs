@@ -200,6 +200,10 @@ impl Op {
                         s += &format!("x{}", p.pad[1]);
                     }
                 }
+                if !p.is_symmetric() {
+                    let e = p.end_pad();
+                    s += &format!(" pe{}x{}", e[0], e[1]);
+                }
                 if p.dilation != [1, 1] {
                     s += &format!(" d{}", p.dilation[0]);
                 }

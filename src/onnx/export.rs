@@ -347,10 +347,11 @@ fn emit_layer(b: &mut Builder, c: &LayerCtx) -> OnnxResult<()> {
             if p.bias_term {
                 inputs.push(b.init_f32(&c.helper("bias"), &c.blob(1)?)?);
             }
+            let end = p.end_pad();
             let attrs = vec![
                 ints("kernel_shape", &to_i64s(&p.kernel)),
                 ints("strides", &to_i64s(&p.stride)),
-                ints("pads", &to_i64s(&[p.pad[0], p.pad[1], p.pad[0], p.pad[1]])),
+                ints("pads", &to_i64s(&[p.pad[0], p.pad[1], end[0], end[1]])),
                 ints("dilations", &to_i64s(&p.dilation)),
                 int("group", p.group as i64),
             ];

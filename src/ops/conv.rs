@@ -20,8 +20,13 @@ pub struct ConvParams {
     pub kernel: [usize; 2],
     /// Stride (height, width).
     pub stride: [usize; 2],
-    /// Zero padding (height, width).
+    /// Zero padding before the first row and column (height, width); Caffe pads both
+    /// sides by this much.
     pub pad: [usize; 2],
+    /// Zero padding after the last row and column, when it differs from `pad`: TensorFlow's
+    /// SAME padding puts the odd extra pixel at the end, and ONNX `pads` lists begin and
+    /// end separately. `None` is Caffe's symmetric rule.
+    pub pad_end: Option<[usize; 2]>,
     /// Dilation (height, width).
     pub dilation: [usize; 2],
     /// Channel groups: input and output channels are split into `group` independent parts.
@@ -41,6 +46,7 @@ impl Default for ConvParams {
             kernel: [1, 1],
             stride: [1, 1],
             pad: [0, 0],
+            pad_end: None,
             dilation: [1, 1],
             group: 1,
             bias_term: true,
@@ -51,10 +57,75 @@ impl Default for ConvParams {
 }
 
 impl ConvParams {
-    /// Output spatial size for one axis (floor rule).
+    /// Padding after the last row and column (`pad` unless `pad_end` says otherwise).
+    pub fn end_pad(&self) -> [usize; 2] {
+        self.pad_end.unwrap_or(self.pad)
+    }
+
+    /// True when both sides are padded equally, the only padding Caffe can write.
+    pub fn is_symmetric(&self) -> bool {
+        self.end_pad() == self.pad
+    }
+
+    /// The same convolution with symmetric padding, for formats that only have Caffe's one
+    /// `pad` per axis (Caffe itself, the NCS compiler's Caffe pad style). Where one side
+    /// is padded `m·dilation` more than the other, both sides get the larger pad and the
+    /// kernel grows by `m` zero taps on the side with the smaller pad, so every output
+    /// reads exactly the inputs it read before: the output size
+    /// `H + 2·max − d(k + m − 1) − 1` equals `H + begin + end − d(k − 1) − 1`, and the first
+    /// real tap stays at `o·s − begin`. `blobs` are the weights (and bias) in Caffe's
+    /// layout; `None` when a pad difference is not a multiple of the dilation.
+    pub fn to_symmetric(&self, blobs: &[Tensor]) -> Option<(ConvParams, Vec<Tensor>)> {
+        if self.is_symmetric() {
+            return Some((self.clone(), blobs.to_vec()));
+        }
+        let (begin, end) = (self.pad, self.end_pad());
+        let mut p = self.clone();
+        let mut lead = [0usize; 2];
+        for a in 0..2 {
+            let diff = begin[a].abs_diff(end[a]);
+            if !diff.is_multiple_of(self.dilation[a]) {
+                return None;
+            }
+            let m = diff / self.dilation[a];
+            p.kernel[a] += m;
+            p.pad[a] = begin[a].max(end[a]);
+            // zero taps go first when the begin side was padded less
+            lead[a] = if end[a] > begin[a] { m } else { 0 };
+        }
+        p.pad_end = None;
+        let mut out = blobs.to_vec();
+        if let Some(w) = blobs.first() {
+            let [kh, kw] = self.kernel;
+            let [nh, nw] = p.kernel;
+            let planes = w.data.len() / (kh * kw).max(1);
+            let mut grown = vec![0.0f32; planes * nh * nw];
+            for (src, dst) in w
+                .data
+                .chunks_exact(kh * kw)
+                .zip(grown.chunks_exact_mut(nh * nw))
+            {
+                for i in 0..kh {
+                    let row = &mut dst[(i + lead[0]) * nw + lead[1]..][..kw];
+                    row.copy_from_slice(&src[i * kw..][..kw]);
+                }
+            }
+            let mut shape = w.shape.clone();
+            let n = shape.len();
+            if n >= 2 {
+                shape[n - 2] = nh;
+                shape[n - 1] = nw;
+            }
+            out[0] = Tensor::from_vec(&shape, grown)?;
+        }
+        Some((p, out))
+    }
+
+    /// Output spatial size for one axis (floor rule; with asymmetric padding the ONNX
+    /// form `(H + p_begin + p_end − extent) / s + 1`).
     pub fn out_dim(&self, input: usize, axis: usize) -> OpResult<usize> {
         let extent = self.dilation[axis] * (self.kernel[axis] - 1) + 1;
-        let padded = input + 2 * self.pad[axis];
+        let padded = input + self.pad[axis] + self.end_pad()[axis];
         if padded < extent {
             return Err(OpError::new(format!(
                 "kernel extent {extent} exceeds padded input {padded} on axis {}",
@@ -648,6 +719,18 @@ mod backward_tests {
             },
             [4, 2, 4, 4],
             2,
+        );
+        // TensorFlow SAME on an even input: one pixel of padding at the end only
+        conv_check(
+            ConvParams {
+                num_output: 2,
+                kernel: [3, 3],
+                stride: [2, 2],
+                pad_end: Some([1, 1]),
+                ..Default::default()
+            },
+            [2, 2, 6, 4],
+            1,
         );
     }
 

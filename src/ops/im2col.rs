@@ -22,7 +22,8 @@ pub struct ConvGeometry {
     pub kernel: [usize; 2],
     /// Stride (height, width).
     pub stride: [usize; 2],
-    /// Zero padding (height, width).
+    /// Zero padding before the first row and column (height, width); the padding after
+    /// the last is implied by `output`.
     pub pad: [usize; 2],
     /// Dilation (height, width).
     pub dilation: [usize; 2],
@@ -39,10 +40,13 @@ impl ConvGeometry {
         self.output[0] * self.output[1]
     }
 
-    /// True when the column buffer equals the image itself (1×1 kernel, stride 1, no pad),
-    /// so im2col can be skipped.
+    /// True when the column buffer equals the image itself (1×1 kernel, stride 1, no pad
+    /// on either side), so im2col can be skipped.
     pub fn is_identity(&self) -> bool {
-        self.kernel == [1, 1] && self.stride == [1, 1] && self.pad == [0, 0]
+        self.kernel == [1, 1]
+            && self.stride == [1, 1]
+            && self.pad == [0, 0]
+            && self.output == self.input
     }
 
     /// Output positions `o` in `0..out` whose tap `o·stride − pad + offset` lies inside

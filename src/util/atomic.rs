@@ -4,10 +4,11 @@
 //! then renamed over the destination. A crash or error midway leaves the old file intact
 //! and no partial file under the final name; the temporary is removed on error.
 //!
-//! Temporaries carry the writer's process id (`.<name>.<pid>.<random>.tmp`, and
-//! `.<name>.tmp-<pid>` for folders). A process killed outright (SIGKILL, power loss) cannot
-//! remove its temporary, so the next write to the same destination removes those whose
-//! process no longer exists (issue 8: no temporary file is left behind).
+//! Temporaries carry the writer's process id (`.<name>.<pid>.<random>.tmp` beside a file,
+//! `<folder>/.tmp-<pid>` inside a folder). A process killed outright (SIGKILL, power loss)
+//! cannot remove its temporary, so the next write to the same destination removes those
+//! whose process no longer exists (issue 8: no temporary file is left behind, and nothing
+//! is written outside the output the tool was given).
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
@@ -151,30 +152,37 @@ fn set_final_permissions(tmp: &File, dest: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// A directory built under a temporary name and renamed into place on [`AtomicDir::commit`].
-/// Used for LMDBs and output folders: an interrupted run leaves only a `.tmp` directory that
-/// is never mistaken for a complete result. Dropped without commit, it deletes itself.
+/// An output folder whose new contents are built in a hidden staging folder *inside* it,
+/// `<dest>/.tmp-<pid>`, and moved into place on [`AtomicDir::commit`]. Used for LMDBs and
+/// output folders: the tool never writes outside the folder it was given (issue 8), and an
+/// interrupted run leaves the old contents untouched (dropped without commit, the staging
+/// folder deletes itself, and so does `dest` if this writer created it). A commit replaces
+/// the old contents entry by entry, each with one rename.
 pub struct AtomicDir {
     tmp: PathBuf,
     dest: PathBuf,
+    created_dest: bool,
     committed: bool,
 }
 
+/// Prefix of the staging folder inside the destination.
+const STAGING_PREFIX: &str = ".tmp-";
+
 impl AtomicDir {
-    /// Creates `<parent>/.<name>.tmp-<pid>` for a destination `dest`.
+    /// Creates `dest` if needed and the staging folder `<dest>/.tmp-<pid>` in it; stale
+    /// staging folders of dead writers are removed first.
     pub fn new(dest: &Path) -> Result<Self, AtomicWriteError> {
         let wrap = |source| AtomicWriteError::Io {
             path: dest.to_path_buf(),
             source,
         };
-        let dir = parent_dir(dest);
-        fs::create_dir_all(&dir).map_err(wrap)?;
-        let name = dest
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        remove_stale(&dir, &format!(".{name}.tmp-"), "");
-        let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+        if dest.exists() && !dest.is_dir() {
+            return Err(wrap(io::Error::other("exists and is not a folder")));
+        }
+        let created_dest = !dest.exists();
+        fs::create_dir_all(dest).map_err(wrap)?;
+        remove_stale(dest, STAGING_PREFIX, "");
+        let tmp = dest.join(format!("{STAGING_PREFIX}{}", std::process::id()));
         if tmp.exists() {
             fs::remove_dir_all(&tmp).map_err(wrap)?;
         }
@@ -182,27 +190,59 @@ impl AtomicDir {
         Ok(Self {
             tmp,
             dest: dest.to_path_buf(),
+            created_dest,
             committed: false,
         })
     }
 
-    /// The temporary directory to write into.
+    /// The staging folder to write into.
     pub fn path(&self) -> &Path {
         &self.tmp
     }
 
-    /// Renames the temporary directory to the destination, replacing an old one.
+    /// Replaces the destination's contents with the staged ones: old entries that the new
+    /// contents do not have are removed, then every staged entry is renamed into place.
+    /// Staging folders of other live writers are left alone.
     pub fn commit(mut self) -> Result<(), AtomicWriteError> {
         let wrap = |source| AtomicWriteError::Io {
             path: self.dest.clone(),
             source,
         };
-        if self.dest.exists() {
-            fs::remove_dir_all(&self.dest).map_err(wrap)?;
+        let staged: Vec<std::ffi::OsString> = fs::read_dir(&self.tmp)
+            .map_err(wrap)?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<io::Result<_>>()
+            .map_err(wrap)?;
+        for entry in fs::read_dir(&self.dest).map_err(wrap)? {
+            let entry = entry.map_err(wrap)?;
+            let name = entry.file_name();
+            let staging = name.to_string_lossy().starts_with(STAGING_PREFIX);
+            if !staging && !staged.contains(&name) {
+                remove_entry(&entry.path()).map_err(wrap)?;
+            }
         }
-        fs::rename(&self.tmp, &self.dest).map_err(wrap)?;
+        for name in &staged {
+            let target = self.dest.join(name);
+            if target.symlink_metadata().is_ok() {
+                remove_entry(&target).map_err(wrap)?;
+            }
+            fs::rename(self.tmp.join(name), &target).map_err(wrap)?;
+        }
+        fs::remove_dir(&self.tmp).map_err(wrap)?;
+        if let Ok(d) = File::open(&self.dest) {
+            let _ = d.sync_all();
+        }
         self.committed = true;
         Ok(())
+    }
+}
+
+/// Removes a file, link or folder.
+fn remove_entry(path: &Path) -> io::Result<()> {
+    if path.is_dir() && !path.is_symlink() {
+        fs::remove_dir_all(path)
+    } else {
+        fs::remove_file(path)
     }
 }
 
@@ -210,6 +250,10 @@ impl Drop for AtomicDir {
     fn drop(&mut self) {
         if !self.committed {
             let _ = fs::remove_dir_all(&self.tmp);
+            if self.created_dest {
+                // only succeeds while empty: a folder this writer made and never filled
+                let _ = fs::remove_dir(&self.dest);
+            }
         }
     }
 }
@@ -270,6 +314,7 @@ mod tests {
         let dest = dir.path().join("db");
         {
             let d = AtomicDir::new(&dest).unwrap();
+            assert!(d.path().starts_with(&dest), "staged outside the output");
             fs::write(d.path().join("x"), b"1").unwrap();
         }
         assert!(!dest.exists());
@@ -278,5 +323,22 @@ mod tests {
         fs::write(d.path().join("x"), b"1").unwrap();
         d.commit().unwrap();
         assert_eq!(fs::read(dest.join("x")).unwrap(), b"1");
+        // a second commit replaces the contents: stale entries go, staged ones replace
+        fs::write(dest.join("stale"), b"old").unwrap();
+        fs::create_dir(dest.join("sub")).unwrap();
+        let d = AtomicDir::new(&dest).unwrap();
+        fs::write(d.path().join("x"), b"2").unwrap();
+        fs::create_dir(d.path().join("sub")).unwrap();
+        fs::write(d.path().join("sub").join("y"), b"3").unwrap();
+        d.commit().unwrap();
+        let mut names: Vec<String> = fs::read_dir(&dest)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["sub", "x"]);
+        assert_eq!(fs::read(dest.join("x")).unwrap(), b"2");
+        assert_eq!(fs::read(dest.join("sub").join("y")).unwrap(), b"3");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

@@ -9,6 +9,7 @@ use crate::ncs::stage::{
     BufferRef, Location, PadStyle, StageOp, StageRecord, Xyz, DATATYPE_FP16, DEFAULT_OPT_MASK,
     NAME_LEN, STORAGE_ORDER_CAFFE,
 };
+use crate::ops::conv::ConvParams;
 use crate::ops::eltwise::EltwiseOp;
 use crate::ops::lrn::NormRegion;
 use crate::ops::pool::PoolMethod;
@@ -862,6 +863,24 @@ impl Lowering<'_> {
             rec.radix = [kw as i8, kh as i8];
             rec.stride = [p.stride[1] as u8, p.stride[0] as u8];
             rec.pad = [p.pad[1] as u8, p.pad[0] as u8];
+            if !p.is_symmetric() {
+                // the device's TensorFlow SAME style (padStyle 3) derives the pads from the
+                // dims and puts the odd one at the end; nothing else is asymmetric
+                let ins = [input.y as usize, input.x as usize];
+                let outs = [out.y as usize, out.x as usize];
+                if !is_tf_same(p, ins, outs) {
+                    return Err(unsupported(
+                        l,
+                        format!(
+                            "padding begin {:?} / end {:?} is neither symmetric (Caffe) nor TensorFlow SAME",
+                            p.pad,
+                            p.end_pad()
+                        ),
+                    ));
+                }
+                rec.pad_style = PadStyle::TfSame;
+                rec.pad = [0, 0];
+            }
         }
         rec.taps_dims = Xyz::new((kh * kw) as u32, c as u32, k as u32);
         let w_count = if depthwise {
@@ -1394,4 +1413,17 @@ impl Fold {
             }
         }
     }
+}
+
+/// True when a convolution's padding is TensorFlow's SAME rule for these dims: the output is
+/// `ceil(in / s)`, `total = (out − 1)·s + extent − in`, `begin = ⌊total/2⌋`, the rest at the end.
+fn is_tf_same(p: &ConvParams, ins: [usize; 2], outs: [usize; 2]) -> bool {
+    let end = p.end_pad();
+    (0..2).all(|a| {
+        let extent = p.dilation[a] * (p.kernel[a] - 1) + 1;
+        let total = ((outs[a].max(1) - 1) * p.stride[a] + extent).saturating_sub(ins[a]);
+        outs[a] == ins[a].div_ceil(p.stride[a])
+            && p.pad[a] == total / 2
+            && end[a] == total - total / 2
+    })
 }

@@ -391,12 +391,9 @@ fn conv(ctx: &Ctx, node: &NodeProto, name: &str, out: &str) -> OnnxResult<crate:
     let stride = pair(node, "strides", 1)?;
     let dilation = pair(node, "dilations", 1)?;
     let pads = resolve_pads(node, [s[2], s[3]], kernel, stride, dilation)?;
-    if pads[0] != pads[2] || pads[1] != pads[3] {
-        return Err(OnnxError::node(
-            node,
-            format!("asymmetric pads {pads:?}: Caffe pads both sides equally"),
-        ));
-    }
+    // ONNX lists [begin_h, begin_w, end_h, end_w]; the IR keeps the end only when it
+    // differs (TensorFlow-style SAME padding), so symmetric models stay Caffe-shaped.
+    let pad_end = (pads[0] != pads[2] || pads[1] != pads[3]).then_some([pads[2], pads[3]]);
     let group = get_int(node, "group")?.unwrap_or(1);
     let mut blobs = vec![w.to_tensor()];
     let bias = ctx.konst(node, 2);
@@ -414,6 +411,7 @@ fn conv(ctx: &Ctx, node: &NodeProto, name: &str, out: &str) -> OnnxResult<crate:
         kernel,
         stride,
         pad: [pads[0], pads[1]],
+        pad_end,
         dilation,
         group: usize::try_from(group).unwrap_or(0),
         bias_term: bias.is_some(),

@@ -6,11 +6,13 @@ use crate::ops::dispatch;
 
 /// Caffe's convolution as a direct sum: for output channel m in group g,
 /// `y = b_m + Σ_{c,i,j} w[m][c][i][j] · x[g·C/G + c][y·s − p + i·d][x·s − p + j·d]`,
-/// taps outside the image reading zero.
+/// taps outside the image reading zero. With `pad_end`, the output size is ONNX's
+/// `(H + p_begin + p_end − extent) / s + 1` (the end padding only adds output rows).
 pub(crate) fn naive(p: &ConvParams, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Vec<f64> {
     let (n, c, h, wd) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3]);
-    let oh = (h + 2 * p.pad[0] - (p.dilation[0] * (p.kernel[0] - 1) + 1)) / p.stride[0] + 1;
-    let ow = (wd + 2 * p.pad[1] - (p.dilation[1] * (p.kernel[1] - 1) + 1)) / p.stride[1] + 1;
+    let end = p.pad_end.unwrap_or(p.pad);
+    let oh = (h + p.pad[0] + end[0] - (p.dilation[0] * (p.kernel[0] - 1) + 1)) / p.stride[0] + 1;
+    let ow = (wd + p.pad[1] + end[1] - (p.dilation[1] * (p.kernel[1] - 1) + 1)) / p.stride[1] + 1;
     let (m_total, c_g, m_g) = (p.num_output, c / p.group, p.num_output / p.group);
     let mut out = Vec::with_capacity(n * m_total * oh * ow);
     for img in 0..n {
@@ -93,6 +95,55 @@ fn plain_strided_like_alexnet_conv1() {
         [2, 3, 31, 29],
         1,
     );
+}
+
+/// TensorFlow SAME with stride 2 on an even input pads one pixel at the end only
+/// (`total = (⌈H/s⌉ − 1)·s + k − H = 1`); the ONNX-style end pad gives ⌈H/s⌉ outputs.
+#[test]
+fn asymmetric_tensorflow_same_padding() {
+    let mut p = params(5, [3, 3], [2, 2], [0, 0], [1, 1], 1, true);
+    p.pad_end = Some([1, 1]);
+    check(p.clone(), [2, 3, 10, 8], 21);
+    assert_eq!(
+        p.output_shapes(&[vec![2, 3, 10, 8]]).unwrap()[0],
+        vec![2, 5, 5, 4]
+    );
+    // begin > end, unequal axes, dilation 2
+    let mut q = params(4, [3, 2], [1, 2], [3, 1], [2, 1], 1, false);
+    q.pad_end = Some([1, 2]);
+    check(q, [1, 2, 9, 7], 22);
+}
+
+/// Caffe has one pad per axis: `to_symmetric` rewrites an asymmetric padding as the larger
+/// pad on both sides with zero taps added on the short side, and the result must still be
+/// the direct sum of the asymmetric convolution.
+#[test]
+fn symmetric_equivalent_of_asymmetric_padding_is_exact() {
+    for (kernel, stride, pad, end, dilation, input) in [
+        ([3, 3], [2, 2], [0, 0], [1, 1], [1, 1], [1, 4, 10, 8]),
+        ([3, 3], [1, 2], [2, 0], [0, 1], [1, 1], [2, 2, 7, 9]),
+        ([3, 2], [2, 1], [0, 3], [2, 1], [2, 2], [1, 2, 11, 8]),
+    ] {
+        let mut p = params(4, kernel, stride, pad, dilation, 2, true);
+        p.pad_end = Some(end);
+        let x = tensor(&input, 30);
+        let blobs: Vec<Tensor> = p
+            .weight_shapes(&[input.to_vec()])
+            .iter()
+            .enumerate()
+            .map(|(i, s)| tensor(s, 31 + i as u64))
+            .collect();
+        let want = naive(&p, &x, &blobs[0], blobs.get(1));
+        let (q, qb) = p.to_symmetric(&blobs).unwrap();
+        assert!(q.is_symmetric() && q.pad_end.is_none());
+        assert_eq!(qb[0].shape, q.weight_shapes(&[input.to_vec()])[0]);
+        let got = run(&Op::Convolution(q.clone()), &[&x], &qb, 1);
+        assert_close(&got[0].data, &want, 1e-5, &format!("{p:?} → {q:?}"));
+    }
+    // a difference that is not a multiple of the dilation has no zero-tap form
+    let mut p = params(1, [3, 3], [1, 1], [0, 0], [2, 2], 1, false);
+    p.pad_end = Some([1, 0]);
+    assert!(p.to_symmetric(&[]).is_none());
 }
 
 #[test]

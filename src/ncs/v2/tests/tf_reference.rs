@@ -1,13 +1,16 @@
-//! The real TensorFlow-compiled NCSDK 2 graph `matpalm-conv1-valid` run on our fp16
-//! emulation against the frozen TensorFlow model, computed here without TensorFlow: the
-//! constants are read from `graph.frozen.pb` (a GraphDef protobuf; field numbers from
-//! TensorFlow's graph.proto, node_def.proto, attr_value.proto, tensor.proto and
-//! tensor_shape.proto) and the model (conv 3×3 stride 2 VALID + ReLU → flatten → dense 1 →
-//! sigmoid, described in the fixture's ORIGIN.md) is evaluated in f32 by direct loops.
+//! The real TensorFlow-compiled graphs run on our fp16 emulation against the frozen
+//! TensorFlow model, computed here without TensorFlow: the constants are read from
+//! `graph.frozen.pb` (a GraphDef protobuf; field numbers from TensorFlow's graph.proto,
+//! node_def.proto, attr_value.proto, tensor.proto and tensor_shape.proto) and the model
+//! (conv 3×3 stride 2 + ReLU → flatten → dense 1 → sigmoid, described in each fixture's
+//! ORIGIN.md) is evaluated in f32 by direct loops, with TensorFlow's padding rules: VALID
+//! reads no padding; SAME pads `(⌈H/s⌉ − 1)·s + k − H` in total, the odd pixel at the end.
 
 use super::real_v2;
+use crate::testutil::shared;
 use prost::Message;
 use std::collections::HashMap;
+use std::path::PathBuf;
 
 #[derive(Clone, PartialEq, Message)]
 struct GraphDef {
@@ -86,23 +89,62 @@ fn constant(g: &GraphDef, name: &str) -> (Vec<usize>, Vec<f32>) {
     (shape, v)
 }
 
-#[test]
-fn the_real_tf_graph_in_f16_matches_the_frozen_model_within_mvncheck() {
-    let (Some(pb), Some(graph)) = (
-        real_v2("matpalm-conv1-valid", "graph.frozen.pb"),
-        real_v2("matpalm-conv1-valid", "graph.mv"),
-    ) else {
-        return;
+/// TensorFlow's conv2d (NHWC input `px`, HWIO kernel `k`, bias `b`), stride `s`, VALID or
+/// SAME padding, followed by ReLU, flattened in (h, w, c) order.
+fn tf_conv_relu(
+    px: &dyn Fn(usize, usize, usize) -> f32,
+    hw: usize,
+    k: &[f32],
+    kshape: &[usize],
+    b: &[f32],
+    s: usize,
+    same: bool,
+) -> Vec<f32> {
+    let (kh, kw, cin, cout) = (kshape[0], kshape[1], kshape[2], kshape[3]);
+    let (out, pad_begin) = if same {
+        let out = hw.div_ceil(s);
+        let total = ((out - 1) * s + kh).saturating_sub(hw);
+        (out, total / 2)
+    } else {
+        ((hw - kh) / s + 1, 0)
     };
+    let mut flat = Vec::with_capacity(out * out * cout);
+    for oy in 0..out {
+        for ox in 0..out {
+            for co in 0..cout {
+                let mut acc = b[co];
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        let (iy, ix) = (
+                            (oy * s + ky) as i64 - pad_begin as i64,
+                            (ox * s + kx) as i64 - pad_begin as i64,
+                        );
+                        if iy < 0 || ix < 0 || iy >= hw as i64 || ix >= hw as i64 {
+                            continue;
+                        }
+                        for c in 0..cin {
+                            acc += px(iy as usize, ix as usize, c)
+                                * k[((ky * kw + kx) * cin + c) * cout + co];
+                        }
+                    }
+                }
+                flat.push(acc.max(0.0));
+            }
+        }
+    }
+    flat
+}
+
+/// Runs `graph` on our fp16 emulation for eight seeded images and compares the sigmoid
+/// output with the frozen model in `pb` (conv `e1` → dense `fully_connected` → sigmoid),
+/// asserting the mvncheck preset.
+fn check_conv_dense_sigmoid(pb: PathBuf, graph: PathBuf, hw: usize, same: bool) {
     let g = GraphDef::decode(std::fs::read(pb).unwrap().as_slice()).unwrap();
     let (ks, k) = constant(&g, "e1/weights"); // HWIO
     let (_, b1) = constant(&g, "e1/biases");
-    let (ws, w) = constant(&g, "fully_connected/weights"); // (961, 1)
+    let (ws, w) = constant(&g, "fully_connected/weights"); // (flat, 1)
     let (_, b2) = constant(&g, "fully_connected/biases");
-    assert_eq!(
-        (ks.as_slice(), ws.as_slice()),
-        (&[3, 3, 3, 1][..], &[961, 1][..])
-    );
+    assert_eq!((ks[0], ks[1], ks[2], ws[1]), (3, 3, 3, 1));
     let net = crate::ncs::read_net(&graph).unwrap();
     let e = crate::exec::f16::F16Engine::new(&net).unwrap();
     let input = e.engine().inputs()[0].0.to_string();
@@ -112,36 +154,23 @@ fn the_real_tf_graph_in_f16_matches_the_frozen_model_within_mvncheck() {
     for seed in 0..8u64 {
         // an NHWC image in [0, 1]
         let px = |y: usize, x: usize, c: usize| {
-            let h = (seed * 7919 + (y * 64 + x) as u64 * 31 + c as u64 * 17) % 1009;
+            let h = (seed * 7919 + (y * hw + x) as u64 * 31 + c as u64 * 17) % 1009;
             h as f32 / 1008.0
         };
-        // TensorFlow: conv VALID stride 2 → 31×31×1, ReLU, flatten (h, w, c), dense, sigmoid
-        let mut flat = Vec::with_capacity(961);
-        for oy in 0..31 {
-            for ox in 0..31 {
-                let mut acc = b1[0];
-                for ky in 0..3 {
-                    for kx in 0..3 {
-                        for c in 0..3 {
-                            acc += px(2 * oy + ky, 2 * ox + kx, c) * k[(ky * 3 + kx) * 3 + c];
-                        }
-                    }
-                }
-                flat.push(acc.max(0.0));
-            }
-        }
+        let flat = tf_conv_relu(&px, hw, &k, &ks, &b1, 2, same);
+        assert_eq!(flat.len(), ws[0]);
         let z: f32 = flat.iter().zip(&w).map(|(a, b)| a * b).sum::<f32>() + b2[0];
         refs.push(1.0 / (1.0 + (-z).exp()));
         // our fp16 emulation of Intel's graph, NCHW input
-        let mut x = vec![0.0f32; 3 * 64 * 64];
+        let mut x = vec![0.0f32; 3 * hw * hw];
         for c in 0..3 {
-            for y in 0..64 {
-                for xx in 0..64 {
-                    x[(c * 64 + y) * 64 + xx] = px(y, xx, c);
+            for y in 0..hw {
+                for xx in 0..hw {
+                    x[(c * hw + y) * hw + xx] = px(y, xx, c);
                 }
             }
         }
-        let t = crate::ir::Tensor::from_vec(&[1, 3, 64, 64], x).unwrap();
+        let t = crate::ir::Tensor::from_vec(&[1, 3, hw, hw], x).unwrap();
         let out = e.run([(input.clone(), t)]).unwrap();
         let v = &out.outputs.blobs.last().unwrap().1;
         assert_eq!(v.data.len(), 1);
@@ -156,4 +185,40 @@ fn the_real_tf_graph_in_f16_matches_the_frozen_model_within_mvncheck() {
         a.data,
         b.data
     );
+}
+
+#[test]
+fn the_real_tf_graph_in_f16_matches_the_frozen_model_within_mvncheck() {
+    let (Some(pb), Some(graph)) = (
+        real_v2("matpalm-conv1-valid", "graph.frozen.pb"),
+        real_v2("matpalm-conv1-valid", "graph.mv"),
+    ) else {
+        return;
+    };
+    check_conv_dense_sigmoid(pb, graph, 64, false);
+}
+
+/// matpalm-conv8: SAME padding of one pixel at the end of each axis (64 → 32, stride 2),
+/// which the IR holds as an asymmetric convolution padding.
+#[test]
+fn the_real_tf_same_padded_graph_matches_the_frozen_model_within_mvncheck() {
+    let (Some(pb), Some(graph)) = (
+        real_v2("matpalm-conv8", "graph.frozen.pb"),
+        real_v2("matpalm-conv8", "graph.mv"),
+    ) else {
+        return;
+    };
+    check_conv_dense_sigmoid(pb, graph, 64, true);
+}
+
+/// The NCSDK 1 graph of the same pipeline with six filters (mp-conv6-fc-sigmoid).
+#[test]
+fn the_real_ncsdk1_tf_same_padded_graph_matches_the_frozen_model_within_mvncheck() {
+    let (Some(pb), Some(graph)) = (
+        shared("fixtures-real/ncs/mp-conv6-fc-sigmoid/graph.frozen.pb"),
+        shared("fixtures-real/ncs/mp-conv6-fc-sigmoid/graph.mv"),
+    ) else {
+        return;
+    };
+    check_conv_dense_sigmoid(pb, graph, 64, true);
 }
