@@ -324,19 +324,9 @@ fn batchnorm_with_batch_and_global_statistics_and_scale() {
 
 #[test]
 fn deconvolution_strided_padded_grouped_and_dilated() {
-    use crate::ops::{conv::ConvParams, deconv::DeconvParams};
-    let deconv = |num_output, kernel, stride, pad, dilation, group, bias_term| {
-        Op::Deconvolution(DeconvParams(ConvParams {
-            num_output,
-            kernel,
-            stride,
-            pad,
-            dilation,
-            group,
-            bias_term,
-            ..ConvParams::default()
-        }))
-    };
+    use crate::ops::{deconv::DeconvParams, tests::conv::params};
+    let deconv =
+        |n, k, s, p, d, g, bias| Op::Deconvolution(DeconvParams(params(n, k, s, p, d, g, bias)));
     for (op, xs) in [
         (
             deconv(4, [3, 3], [2, 2], [1, 1], [1, 1], 2, true),
