@@ -10,7 +10,7 @@ use prost::Message;
 use std::collections::HashMap;
 
 #[derive(Clone, PartialEq, Message)]
-struct GraphDef {
+pub(super) struct GraphDef {
     #[prost(message, repeated, tag = "1")]
     node: Vec<NodeDef>,
 }
@@ -57,7 +57,7 @@ struct Dim {
 
 /// The f32 constant named `name` (DT_FLOAT = 1), flattened in TensorFlow's row-major order,
 /// with its shape.
-fn constant(g: &GraphDef, name: &str) -> (Vec<usize>, Vec<f32>) {
+pub(super) fn constant(g: &GraphDef, name: &str) -> (Vec<usize>, Vec<f32>) {
     let n = g
         .node
         .iter()
