@@ -318,18 +318,16 @@ fn inspect_detects_both_generations_and_reports_sections_stages_and_relocations(
 
 #[test]
 fn what_the_ir_cannot_express_is_refused_with_the_stage_named() {
-    for (fx, index, needle) in [("matpalm-conv8", 0, "asymmetric")] {
-        let Some(p) = real_v2(fx, "graph.mv") else {
-            return;
-        };
-        match crate::ncs::read_net(&p).unwrap_err() {
-            crate::ncs::NcsError::ToIr { path, source } => {
-                assert_eq!(path, p);
-                assert_eq!(source.index, index, "{fx}");
-                assert!(source.msg.contains(needle), "{fx}: {source}");
-            }
-            e => panic!("{fx}: {e}"),
+    let Some(p) = real_v2("matpalm-conv8", "graph.mv") else {
+        return;
+    };
+    match crate::ncs::read_net(&p).unwrap_err() {
+        crate::ncs::NcsError::ToIr { path, source } => {
+            assert_eq!(path, p);
+            assert_eq!(source.index, 0);
+            assert!(source.msg.contains("asymmetric"), "{source}");
         }
+        e => panic!("{e}"),
     }
     // the other five lift and their nets have the file's input size
     for (fx, elements) in [
