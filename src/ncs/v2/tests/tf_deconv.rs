@@ -213,3 +213,67 @@ fn deconvolution_padding_follows_the_pad_style() {
         "{e}"
     );
 }
+
+/// Caffe's deconvolution blob `[c_in][c_out][ky][kx]` from a TensorFlow conv2d_transpose
+/// filter `[ky][kx][c_out][c_in]`, rounded to fp16 as the toolkit stores it.
+fn tf_filter_as_caffe_f16(shape: &[usize], k: &[f32]) -> Vec<f32> {
+    let (kh, kw, co, ci) = (shape[0], shape[1], shape[2], shape[3]);
+    let mut out = vec![0.0f32; k.len()];
+    for c in 0..ci {
+        for o in 0..co {
+            for y in 0..kh {
+                for x in 0..kw {
+                    out[((c * co + o) * kh + y) * kw + x] = k[((y * kw + x) * co + o) * ci + c];
+                }
+            }
+        }
+    }
+    out.iter()
+        .map(|&v| half::f16::from_f32(v).to_f32())
+        .collect()
+}
+
+#[test]
+fn lifted_deconvolution_weights_are_the_tensorflow_filters_in_both_generations() {
+    use crate::ir::Op;
+    // NCSDK 2: the three deconvolutions of matpalm-conv-deconv; NCSDK 1: d1 of
+    // mp-conv-deconv (its graph does not lift as a whole, so the stage is read directly).
+    let Some(pb) = real_v2("matpalm-conv-deconv", "graph.frozen.pb") else {
+        return;
+    };
+    let g = GraphDef::decode(std::fs::read(pb).unwrap().as_slice()).unwrap();
+    let net = crate::ncs::read_net(&real_v2("matpalm-conv-deconv", "graph.mv").unwrap()).unwrap();
+    let deconvs: Vec<_> = net
+        .layers
+        .iter()
+        .filter(|l| matches!(l.op, Op::Deconvolution(_)))
+        .collect();
+    for (l, d) in deconvs.iter().zip(["d1", "d2", "d3"]) {
+        let (ks, k) = constant(&g, &format!("{d}/weights"));
+        assert_eq!(l.blobs[0].shape, [ks[3], ks[2], ks[0], ks[1]], "{d}");
+        assert_eq!(l.blobs[0].data, tf_filter_as_caffe_f16(&ks, &k), "{d}");
+        let (_, b) = constant(&g, &format!("{d}/biases"));
+        let b16: Vec<f32> = b.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect();
+        assert_eq!(l.blobs[1].data, b16, "{d}");
+    }
+
+    let (Some(pb1), Some(g1)) = (
+        crate::testutil::shared("fixtures-real/ncs/mp-conv-deconv/graph.frozen.pb"),
+        crate::testutil::shared("fixtures-real/ncs/mp-conv-deconv/graph.mv"),
+    ) else {
+        return;
+    };
+    let tf1 = GraphDef::decode(std::fs::read(pb1).unwrap().as_slice()).unwrap();
+    let (ks, k) = constant(&tf1, "d1/weights");
+    let crate::ncs::AnyGraph::V1(v1) = crate::ncs::read_any(&g1).unwrap() else {
+        panic!("not an NCSDK 1 graph")
+    };
+    let s = &v1.stages[2];
+    assert_eq!(s.op, crate::ncs::StageOp::Deconvolution);
+    let taps = v1.f16_at(s.taps, k.len()).unwrap();
+    let lifted: Vec<f32> = crate::ncs::layout::hwck_to_deconv(&taps, ks[3], ks[2], ks[0], ks[1])
+        .iter()
+        .map(|v| v.to_f32())
+        .collect();
+    assert_eq!(lifted, tf_filter_as_caffe_f16(&ks, &k));
+}
