@@ -227,6 +227,36 @@ fn semantics_caffe_cannot_express_are_refused_by_node() {
         e.contains("node 'c' (Conv)") && e.contains("asymmetric"),
         "{e}"
     );
+    // ConvTranspose sizes Caffe's Deconvolution cannot produce: output_padding, an
+    // explicit output_shape, auto_pad SAME.
+    let same = AttributeProto {
+        name: "auto_pad".into(),
+        r#type: AttributeType::String as i32,
+        s: b"SAME_UPPER".to_vec(),
+        ..Default::default()
+    };
+    for (attr, needle) in [
+        (ints("output_padding", &[1, 1]), "output_padding"),
+        (ints("output_shape", &[17, 17]), "output_shape"),
+        (same, "auto_pad SAME"),
+    ] {
+        let m = model(
+            &[1, 2, 8, 8],
+            vec![node(
+                "t",
+                "ConvTranspose",
+                &["x", "w"],
+                "y",
+                vec![ints("strides", &[2, 2]), attr],
+            )],
+            vec![conv_weights()],
+        );
+        let e = import(&m).to_string();
+        assert!(
+            e.contains("node 't' (ConvTranspose)") && e.contains(needle),
+            "{e}"
+        );
+    }
     // AVE pooling that leaves padding out of the divisor (Caffe always counts it).
     let pool = |cip| {
         node(

@@ -10,6 +10,7 @@ use crate::ops::{
     activation::PReluParams,
     batchnorm::{BatchNormParams, ScaleParams},
     conv::ConvParams,
+    deconv::DeconvParams,
     eltwise::EltwiseOp,
     loss::Normalization,
     lrn::{LrnParams, NormRegion},
@@ -205,7 +206,9 @@ pub fn op_into_layer(op: &Op, l: &mut LayerParameter) {
             };
             l.transform_param = (tp != TransformationParameter::default()).then_some(tp);
         }
-        Op::Convolution(p) => l.convolution_param = Some(conv_to_proto(p)),
+        Op::Convolution(p) | Op::Deconvolution(DeconvParams(p)) => {
+            l.convolution_param = Some(conv_to_proto(p))
+        }
         Op::Pooling(p) => l.pooling_param = Some(pool_to_proto(p)),
         Op::Lrn(p) => l.lrn_param = Some(lrn_to_proto(p)),
         Op::Relu(p) => {

@@ -10,6 +10,7 @@ use crate::ops::{
     concat::ConcatParams,
     conv::ConvParams,
     data::{DataParams, TransformParams},
+    deconv::DeconvParams,
     dropout::DropoutParams,
     eltwise::{EltwiseOp, EltwiseParams},
     inner_product::InnerProductParams,
@@ -252,6 +253,10 @@ pub fn op_from_layer(l: &LayerParameter) -> Result<Op, NetError> {
         "Convolution" => {
             let p = l.convolution_param.clone().unwrap_or_default();
             Op::Convolution(conv_params(l, &p)?)
+        }
+        "Deconvolution" => {
+            let p = l.convolution_param.clone().unwrap_or_default();
+            Op::Deconvolution(DeconvParams(conv_params(l, &p)?))
         }
         "Pooling" => {
             let p = l.pooling_param.unwrap_or_default();

@@ -5,6 +5,7 @@
 use super::blob::tensor_from_blob;
 use super::error::NetError;
 use crate::ir::{BlobShapes, Filler, Layer, Net, Op, Tensor};
+use crate::ops::deconv::DeconvParams;
 use crate::proto::caffe::NetParameter;
 use rand::SeedableRng;
 use std::collections::HashMap;
@@ -17,7 +18,7 @@ pub const DEFAULT_FILL_SEED: u64 = 1701;
 /// variance, moving-average factor).
 pub fn expected_blob_count(layer: &Layer) -> usize {
     match &layer.op {
-        Op::Convolution(p) => 1 + p.bias_term as usize,
+        Op::Convolution(p) | Op::Deconvolution(DeconvParams(p)) => 1 + p.bias_term as usize,
         Op::InnerProduct(p) => 1 + p.bias_term as usize,
         Op::PRelu(_) => 1,
         Op::BatchNorm(_) => 3,
@@ -30,7 +31,9 @@ pub fn expected_blob_count(layer: &Layer) -> usize {
 pub fn layer_fillers(layer: &Layer) -> Vec<Filler> {
     let zero = Filler::default;
     let mut v = match &layer.op {
-        Op::Convolution(p) => vec![p.weight_filler.clone(), p.bias_filler.clone()],
+        Op::Convolution(p) | Op::Deconvolution(DeconvParams(p)) => {
+            vec![p.weight_filler.clone(), p.bias_filler.clone()]
+        }
         Op::InnerProduct(p) => vec![p.weight_filler.clone(), p.bias_filler.clone()],
         Op::PRelu(p) => vec![p.filler.clone()],
         Op::BatchNorm(_) => vec![zero(), zero(), zero()],
@@ -43,13 +46,13 @@ pub fn layer_fillers(layer: &Layer) -> Vec<Filler> {
 }
 
 /// The rank blob `index` of `op` has in the current layout, when it does not depend on
-/// bottom shapes: Convolution weights 4, InnerProduct weights 2, biases, PReLU slopes and
+/// bottom shapes: Convolution and Deconvolution weights 4, InnerProduct weights 2, biases, PReLU slopes and
 /// BatchNorm statistics 1, Scale `num_axes`.
 fn expected_rank(op: &Op, index: usize) -> Option<usize> {
     match (op, index) {
-        (Op::Convolution(_), 0) => Some(4),
+        (Op::Convolution(_) | Op::Deconvolution(_), 0) => Some(4),
         (Op::InnerProduct(_), 0) => Some(2),
-        (Op::Convolution(_) | Op::InnerProduct(_), _) => Some(1),
+        (Op::Convolution(_) | Op::Deconvolution(_) | Op::InnerProduct(_), _) => Some(1),
         (Op::PRelu(_) | Op::BatchNorm(_), _) => Some(1),
         (Op::Scale(p), _) if p.num_axes >= 0 => Some(p.num_axes as usize),
         _ => None,
@@ -195,7 +198,10 @@ fn fill_missing(net: &mut Net, seed: u64, random_default: bool) -> Result<Vec<St
             .collect();
         let mut fillers = layer_fillers(l);
         if let Some(w) = fillers.first_mut() {
-            let has_weight_matrix = matches!(l.op, Op::Convolution(_) | Op::InnerProduct(_));
+            let has_weight_matrix = matches!(
+                l.op,
+                Op::Convolution(_) | Op::Deconvolution(_) | Op::InnerProduct(_)
+            );
             if random_default && has_weight_matrix && *w == Filler::default() {
                 *w = Filler::Gaussian {
                     mean: 0.0,

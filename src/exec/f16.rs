@@ -6,9 +6,11 @@
 //! reads fp16 values, **computes in f32** and rounds every element it stores to fp16 (RNE);
 //! values beyond ±65504 become ±inf. The firmware is closed (§13, tag U): f32 accumulation
 //! inside a layer is an assumption, backed by mvNCCheck's demand of ≤ 2 % agreement with
-//! Caffe. One internal quantity is checked separately because fp16 accumulation would
-//! overflow it first: an LRN's sum of squares over its window, computed from the layer's
-//! actual (fp16) input.
+//! Caffe. A Deconvolution follows the same rule (fp16 taps and input, f32 sums, fp16
+//! output); run that way, the real `matpalm-conv-deconv` graph matches its TensorFlow model
+//! within mvNCCheck's thresholds. One internal quantity is checked separately because fp16
+//! accumulation would overflow it first: an LRN's sum of squares over its window, computed
+//! from the layer's actual (fp16) input.
 //!
 //! No kernel is duplicated: [`F16Engine`] is an [`Engine`] over a copy of the net with
 //! fp16-rounded weights, run with a [`LayerHook`] that rounds and inspects each top. For

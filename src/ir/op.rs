@@ -7,6 +7,7 @@ use crate::ops::{
     concat::ConcatParams,
     conv::ConvParams,
     data::DataParams,
+    deconv::DeconvParams,
     dropout::DropoutParams,
     eltwise::EltwiseParams,
     inner_product::InnerProductParams,
@@ -30,6 +31,8 @@ pub enum Op {
     Data(DataParams),
     /// 2-D convolution.
     Convolution(ConvParams),
+    /// 2-D transposed convolution (Caffe `Deconvolution`).
+    Deconvolution(DeconvParams),
     /// MAX/AVE/global pooling.
     Pooling(PoolParams),
     /// Local response normalisation.
@@ -75,6 +78,7 @@ impl Op {
             Op::Input { .. } => "Input",
             Op::Data(_) => "Data",
             Op::Convolution(_) => "Convolution",
+            Op::Deconvolution(_) => "Deconvolution",
             Op::Pooling(_) => "Pooling",
             Op::Lrn(_) => "LRN",
             Op::Relu(_) => "ReLU",
@@ -112,6 +116,7 @@ impl Op {
             Op::Input { shapes } => Ok(shapes.clone()),
             Op::Data(p) => p.output_shapes(n_tops),
             Op::Convolution(p) => p.output_shapes(bottoms),
+            Op::Deconvolution(p) => p.output_shapes(bottoms),
             Op::Pooling(p) => p.output_shapes(bottoms),
             Op::Lrn(p) => p.output_shapes(bottoms),
             Op::Relu(_) | Op::PRelu(_) | Op::Sigmoid | Op::TanH | Op::Dropout(_) => {
@@ -135,6 +140,7 @@ impl Op {
     pub fn weight_shapes(&self, bottoms: &[Vec<usize>]) -> Vec<Vec<usize>> {
         match self {
             Op::Convolution(p) => p.weight_shapes(bottoms),
+            Op::Deconvolution(p) => p.weight_shapes(bottoms),
             Op::InnerProduct(p) => p.weight_shapes(bottoms),
             Op::PRelu(p) => p.weight_shapes(bottoms),
             Op::BatchNorm(p) => p.weight_shapes(bottoms),
@@ -143,8 +149,8 @@ impl Op {
         }
     }
 
-    /// Floating-point operations for one forward pass (2 × multiply-adds for Convolution
-    /// and InnerProduct; one per element and window step elsewhere).
+    /// Floating-point operations for one forward pass (2 × multiply-adds for Convolution,
+    /// Deconvolution and InnerProduct; one per element and window step elsewhere).
     pub fn flops(&self, bottoms: &[Vec<usize>], tops: &[Vec<usize>]) -> u64 {
         let top_count = || {
             tops.iter()
@@ -153,6 +159,7 @@ impl Op {
         };
         match self {
             Op::Convolution(p) => p.flops(bottoms, tops),
+            Op::Deconvolution(p) => p.flops(bottoms),
             Op::InnerProduct(p) => p.flops(bottoms),
             Op::Pooling(p) => p.flops(bottoms, tops),
             Op::Lrn(p) => p.flops(tops),
@@ -186,32 +193,7 @@ impl Op {
                 .collect::<Vec<_>>()
                 .join(" "),
             Op::Data(p) => format!("{} batch {}", p.source, p.batch_size),
-            Op::Convolution(p) => {
-                let mut s = format!(
-                    "{} {}x{} s{}",
-                    p.num_output, p.kernel[0], p.kernel[1], p.stride[0]
-                );
-                if p.stride[0] != p.stride[1] {
-                    s += &format!("x{}", p.stride[1]);
-                }
-                if p.pad != [0, 0] {
-                    s += &format!(" p{}", p.pad[0]);
-                    if p.pad[0] != p.pad[1] {
-                        s += &format!("x{}", p.pad[1]);
-                    }
-                }
-                if !p.is_symmetric() {
-                    let e = p.end_pad();
-                    s += &format!(" pe{}x{}", e[0], e[1]);
-                }
-                if p.dilation != [1, 1] {
-                    s += &format!(" d{}", p.dilation[0]);
-                }
-                if p.group != 1 {
-                    s += &format!(" g{}", p.group);
-                }
-                s
-            }
+            Op::Convolution(p) | Op::Deconvolution(DeconvParams(p)) => conv_summary(p),
             Op::Pooling(p) => {
                 let m = if p.method == PoolMethod::Max {
                     "MAX"
@@ -263,4 +245,33 @@ impl Op {
             _ => String::new(),
         }
     }
+}
+
+/// `inspect`'s summary of convolution parameters: `num_output kh×kw s… p… d… g…`, the
+/// defaults left out.
+fn conv_summary(p: &ConvParams) -> String {
+    let mut s = format!(
+        "{} {}x{} s{}",
+        p.num_output, p.kernel[0], p.kernel[1], p.stride[0]
+    );
+    if p.stride[0] != p.stride[1] {
+        s += &format!("x{}", p.stride[1]);
+    }
+    if p.pad != [0, 0] {
+        s += &format!(" p{}", p.pad[0]);
+        if p.pad[0] != p.pad[1] {
+            s += &format!("x{}", p.pad[1]);
+        }
+    }
+    if !p.is_symmetric() {
+        let e = p.end_pad();
+        s += &format!(" pe{}x{}", e[0], e[1]);
+    }
+    if p.dilation != [1, 1] {
+        s += &format!(" d{}", p.dilation[0]);
+    }
+    if p.group != 1 {
+        s += &format!(" g{}", p.group);
+    }
+    s
 }

@@ -51,6 +51,31 @@ pub fn hwck_to_conv<T: Copy + Default>(
     out
 }
 
+/// NCS deconvolution taps → Caffe Deconvolution C_in×C_out×KH×KW. The taps are stored
+/// `[ky][kx][c_in][c_out]` with the kernel rotated 180° (NCSDK2_GRAPH_FORMAT.md §7: the
+/// device runs a deconvolution as a convolution of the zero-upsampled input), so tap
+/// `(ky, kx)` of Caffe's blob is stored at `(KH−1−ky, KW−1−kx)`.
+pub fn hwck_to_deconv<T: Copy + Default>(
+    t: &[T],
+    c_in: usize,
+    c_out: usize,
+    kh: usize,
+    kw: usize,
+) -> Vec<T> {
+    let mut out = vec![T::default(); c_in * c_out * kh * kw];
+    for ci in 0..c_in {
+        for co in 0..c_out {
+            for y in 0..kh {
+                for x in 0..kw {
+                    let stored = (((kh - 1 - y) * kw + (kw - 1 - x)) * c_in + ci) * c_out + co;
+                    out[((ci * c_out + co) * kh + y) * kw + x] = t[stored];
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Caffe depthwise K×1×KH×KW → NCS (KH, KW, 1, K).
 pub fn depthwise_to_hwk<T: Copy + Default>(w: &[T], k: usize, kh: usize, kw: usize) -> Vec<T> {
     conv_to_hwck(w, k, 1, kh, kw)

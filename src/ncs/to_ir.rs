@@ -15,12 +15,13 @@
 
 use super::error::{NcsError, ToIrError};
 use super::graph::Graph;
-use super::layout::{hwck_to_conv, hwck_to_fc, hwk_to_depthwise};
+use super::layout::{hwck_to_conv, hwck_to_deconv, hwck_to_fc, hwk_to_depthwise};
 use super::stage::{BufferRef, Location, PadStyle, StageOp, StageRecord, Xyz};
 use crate::ir::{InputSpec, Layer, Net, Op, Tensor, WeightPrecision};
 use crate::ops::activation::{PReluParams, ReluParams};
 use crate::ops::batchnorm::ScaleParams;
 use crate::ops::conv::ConvParams;
+use crate::ops::deconv::DeconvParams;
 use crate::ops::eltwise::{EltwiseOp, EltwiseParams};
 use crate::ops::inner_product::InnerProductParams;
 use crate::ops::lrn::{LrnParams, NormRegion};
@@ -76,6 +77,7 @@ pub fn graph_to_net(g: &Graph) -> Result<Net, ToIrError> {
         parts: Vec::new(),
         layers: Vec::new(),
         names: HashSet::new(),
+        derived: Vec::new(),
     };
     let (first, input) = b.input()?;
     b.names.insert(input.name.clone());
@@ -105,6 +107,8 @@ struct Lifter<'a> {
     parts: Vec<(u16, u32, u32, Blob)>,
     layers: Vec<Layer>,
     names: HashSet<String>,
+    /// Blobs made by the lift itself that no buffer holds (value selections).
+    derived: Vec<Blob>,
 }
 
 fn err(i: usize, s: &StageRecord, msg: impl Into<String>) -> ToIrError {
@@ -321,6 +325,62 @@ impl Lifter<'_> {
         }
     }
 
+    /// The dilation of a conv/deconv stage: its opParams int32 (NCSDK 1.12 and 2), else 1.
+    fn dilation(&self, i: usize, s: &StageRecord) -> Result<usize, ToIrError> {
+        if s.op_params.loc() != Location::Blob {
+            return Ok(1);
+        }
+        match self
+            .g
+            .i32_at(s.op_params, 1)
+            .and_then(|v| v.first().copied())
+        {
+            Some(d) if d >= 1 => Ok(d as usize),
+            _ => Err(err(i, s, "dilation parameter is not a positive int32")),
+        }
+    }
+
+    /// Padding of a deconvolution stage in Caffe terms: the stage's pad for padStyle Caffe,
+    /// 0 for TensorFlow VALID, and for TensorFlow SAME the crop that turns the full
+    /// `s·(in − 1) + d·(k − 1) + 1` output into the declared one — refused unless it is
+    /// the same on both sides (Caffe crops symmetrically).
+    fn deconv_pad(
+        &self,
+        i: usize,
+        s: &StageRecord,
+        kernel: [usize; 2],
+        dilation: usize,
+    ) -> Result<[usize; 2], ToIrError> {
+        match s.pad_style {
+            PadStyle::Caffe | PadStyle::None => Ok([s.pad[1] as usize, s.pad[0] as usize]),
+            PadStyle::TfValid => Ok([0, 0]),
+            PadStyle::TfSame => {
+                let ins = [s.input_dims.y as usize, s.input_dims.x as usize];
+                let outs = [s.output_dims.y as usize, s.output_dims.x as usize];
+                let strides = [s.stride[1] as usize, s.stride[0] as usize];
+                let mut pad = [0; 2];
+                for a in 0..2 {
+                    let full = strides[a] * ins[a].saturating_sub(1)
+                        + dilation * (kernel[a].max(1) - 1)
+                        + 1;
+                    let crop = full.checked_sub(outs[a]).filter(|c| c % 2 == 0);
+                    let Some(crop) = crop else {
+                        return Err(err(
+                            i,
+                            s,
+                            format!(
+                                "TensorFlow SAME deconvolution from {} to {} on the {} axis crops {} of {full}; Caffe can only crop the same on both sides",
+                                ins[a], outs[a], ["y", "x"][a], full as i64 - outs[a] as i64
+                            ),
+                        ));
+                    };
+                    pad[a] = crop / 2;
+                }
+                Ok(pad)
+            }
+        }
+    }
+
     /// Converts stage `i` (and, for a within-channel LRN, the three after it); returns how
     /// many stages it consumed.
     fn stage(&mut self, i: usize) -> Result<usize, ToIrError> {
@@ -368,18 +428,7 @@ impl Lifter<'_> {
                 return Ok(1);
             }
             StageOp::Convolution | StageOp::DepthwiseConvolution => {
-                let dilation = match s.op_params.loc() {
-                    Location::Blob => {
-                        let d = g.i32_at(s.op_params, 1).and_then(|v| v.first().copied());
-                        match d {
-                            Some(d) if d >= 1 => d as usize,
-                            _ => {
-                                return Err(err(i, s, "dilation parameter is not a positive int32"))
-                            }
-                        }
-                    }
-                    _ => 1,
-                };
+                let dilation = self.dilation(i, s)?;
                 let (pad, end) = self.stage_pads(s, kernel, [dilation; 2]);
                 let depthwise = s.op == StageOp::DepthwiseConvolution;
                 if depthwise && (in_c == 0 || out_c % in_c != 0) {
@@ -418,6 +467,27 @@ impl Lifter<'_> {
                     bias_term,
                     ..ConvParams::default()
                 })
+            }
+            StageOp::Deconvolution => {
+                let dilation = self.dilation(i, s)?;
+                let (kh, kw) = (kernel[0], kernel[1]);
+                let t = self.f16s(i, s, s.taps, kh * kw * in_c * out_c, "taps")?;
+                blobs.extend(Tensor::from_vec(
+                    &[in_c, out_c, kh, kw],
+                    widen(&hwck_to_deconv(&t, in_c, out_c, kh, kw)),
+                ));
+                let bias = self.bias(i, s, out_c)?;
+                let bias_term = bias.is_some();
+                blobs.extend(bias);
+                Op::Deconvolution(DeconvParams(ConvParams {
+                    num_output: out_c,
+                    kernel,
+                    stride,
+                    pad: self.deconv_pad(i, s, kernel, dilation)?,
+                    dilation: [dilation; 2],
+                    bias_term,
+                    ..ConvParams::default()
+                }))
             }
             StageOp::FullyConnected => {
                 let n = src.dims.volume() as usize;
@@ -648,6 +718,7 @@ impl Lifter<'_> {
             .map(|b| {
                 self.blobs
                     .values()
+                    .chain(&self.derived)
                     .find(|x| &x.name == b)
                     .map(|x| x.shape.clone())
                     .unwrap_or_default()
@@ -730,11 +801,13 @@ impl Lifter<'_> {
         );
         layer.blobs.extend(Tensor::from_vec(&[n, total], select));
         self.layers.push(layer);
-        Ok(Blob {
+        let blob = Blob {
             name,
             dims: want,
             shape,
-        })
+        };
+        self.derived.push(blob.clone());
+        Ok(blob)
     }
 
     /// A blob holding the first `k` channels of `src`: a 1×1 convolution whose weights

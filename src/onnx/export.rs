@@ -31,6 +31,7 @@ use super::{
 };
 use crate::ir::{Layer, Net, Op, Tensor};
 use crate::ops::canonical_axis;
+use crate::ops::deconv::DeconvParams;
 use crate::ops::eltwise::EltwiseOp;
 use crate::ops::lrn::NormRegion;
 use crate::ops::pool::{PoolMethod, RoundMode};
@@ -341,7 +342,10 @@ fn emit_layer(b: &mut Builder, c: &LayerCtx) -> OnnxResult<()> {
         Op::Data(_) | Op::SoftmaxWithLoss(_) | Op::Accuracy(_) => {
             Err(c.err("train-only layer has no ONNX form; export the deploy net"))
         }
-        Op::Convolution(p) => {
+        // ConvTranspose's output size with explicit pads and no output_padding is Caffe's
+        // deconvolution size, and its weight layout (C_in × C_out/group × kh × kw) is
+        // Caffe's (ONNX operators.md, ConvTranspose).
+        Op::Convolution(p) | Op::Deconvolution(DeconvParams(p)) => {
             let w = b.init_f32(&c.helper("weight"), &c.blob(0)?)?;
             let mut inputs = vec![x, w];
             if p.bias_term {
@@ -355,7 +359,12 @@ fn emit_layer(b: &mut Builder, c: &LayerCtx) -> OnnxResult<()> {
                 ints("dilations", &to_i64s(&p.dilation)),
                 int("group", p.group as i64),
             ];
-            b.node(c.name(), "Conv", inputs, c.top(), attrs)
+            let kind = if matches!(c.layer.op, Op::Convolution(_)) {
+                "Conv"
+            } else {
+                "ConvTranspose"
+            };
+            b.node(c.name(), kind, inputs, c.top(), attrs)
         }
         Op::Pooling(p) => emit_pool(b, c, p, x),
         Op::Lrn(p) => match p.region {

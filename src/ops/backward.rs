@@ -61,6 +61,11 @@ pub fn backward(a: &BackwardArgs<'_>, param_diffs: &mut [Tensor]) -> OpResult<Ve
             let dx = want(0).then(|| a.buffers.zeroed(&x.shape));
             out[0] = p.backward_into(x, dy, a.blobs, param_diffs, dx, a.threads)?
         }
+        Op::Deconvolution(p) => {
+            let x = bottom(0)?;
+            let dx = want(0).then(|| a.buffers.zeroed(&x.shape));
+            out[0] = p.backward_into(x, dy, a.blobs, param_diffs, dx, a.threads)?
+        }
         Op::InnerProduct(p) => {
             out[0] = p.backward(bottom(0)?, dy, a.blobs, param_diffs, want(0), a.threads)?
         }

@@ -323,6 +323,33 @@ fn batchnorm_with_batch_and_global_statistics_and_scale() {
 }
 
 #[test]
+fn deconvolution_strided_padded_grouped_and_dilated() {
+    use crate::ops::{deconv::DeconvParams, tests::conv::params};
+    let deconv =
+        |n, k, s, p, d, g, bias| Op::Deconvolution(DeconvParams(params(n, k, s, p, d, g, bias)));
+    for (op, xs) in [
+        (
+            deconv(4, [3, 3], [2, 2], [1, 1], [1, 1], 2, true),
+            vec![2, 4, 3, 4],
+        ),
+        (
+            deconv(3, [2, 3], [1, 2], [0, 1], [2, 1], 1, false),
+            vec![1, 2, 4, 3],
+        ),
+    ] {
+        let blob_shapes = op.weight_shapes(std::slice::from_ref(&xs));
+        grad_check(
+            "Deconvolution",
+            op,
+            vec![c(&xs)],
+            blob_shapes,
+            true,
+            Phase::Train,
+        );
+    }
+}
+
+#[test]
 fn no_top_diff_means_no_bottom_diff() {
     let op = Op::Relu(ReluParams::default());
     let x = Tensor::zeros(&[2]);

@@ -137,6 +137,19 @@ impl ConvParams {
 
     /// Output shape for an N×C×H×W bottom.
     pub fn output_shapes(&self, bottoms: &[Vec<usize>]) -> OpResult<Vec<Vec<usize>>> {
+        let b = self.check_bottom(bottoms)?;
+        Ok(vec![vec![
+            b[0],
+            self.num_output,
+            self.out_dim(b[2], 0)?,
+            self.out_dim(b[3], 1)?,
+        ]])
+    }
+
+    /// The one N×C×H×W bottom, checked against the parameters as Caffe's
+    /// `BaseConvolutionLayer::LayerSetUp` does (channels and num_output divide by group;
+    /// kernel, stride and dilation positive). Shared with the deconvolution.
+    pub(crate) fn check_bottom<'b>(&self, bottoms: &'b [Vec<usize>]) -> OpResult<&'b [usize]> {
         expect_bottoms(bottoms, 1, 1)?;
         let b = &bottoms[0];
         if b.len() != 4 {
@@ -154,12 +167,7 @@ impl ConvParams {
         if self.kernel.contains(&0) || self.stride.contains(&0) || self.dilation.contains(&0) {
             return Err(OpError::new("kernel, stride and dilation must be positive"));
         }
-        Ok(vec![vec![
-            b[0],
-            self.num_output,
-            self.out_dim(b[2], 0)?,
-            self.out_dim(b[3], 1)?,
-        ]])
+        Ok(b)
     }
 
     /// Weight blob shapes: `[num_output, C/group, kh, kw]` and `[num_output]`.
@@ -219,7 +227,7 @@ impl ConvParams {
         let geo = self.geometry(&x.shape)?;
         let groups = self.group;
         let m = self.num_output;
-        let (m_g, k_g, hw) = (m / groups, geo.col_rows() / groups, geo.col_cols());
+        let (k_g, hw) = (geo.col_rows() / groups, geo.col_cols());
         expect_blob_len(blobs, 0, m * k_g, "weights")?;
         let bias = if self.bias_term {
             expect_blob_len(blobs, 1, m, "bias")?;
@@ -233,29 +241,13 @@ impl ConvParams {
         if n == 0 || out_image == 0 {
             return Ok(y);
         }
+        let gemms = ImageGemms {
+            geo: &geo,
+            groups,
+            weights: &blobs[0].data,
+        };
         let one_image = |image: &[f32], out: &mut [f32], threads: usize| {
-            let mut run = |col: &[f32]| {
-                for (g, out_g) in out.chunks_mut(m_g * hw).enumerate() {
-                    let product = GroupProduct {
-                        weights: &blobs[0].data[g * m_g * k_g..][..m_g * k_g],
-                        columns: &col[g * k_g * hw..][..k_g * hw],
-                        bias: bias.map(|b| &b[g * m_g..][..m_g]),
-                        relu,
-                        rows: m_g,
-                        depth: k_g,
-                        cols: hw,
-                    };
-                    product.run(out_g, threads);
-                }
-            };
-            if geo.is_identity() {
-                run(image);
-            } else {
-                with_scratch(geo.col_rows() * hw, |col| {
-                    geo.im2col(image, col, threads > 1);
-                    run(col);
-                });
-            }
+            gemms.forward(image, out, bias, relu, threads)
         };
 
         let threads = ctx.threads;
@@ -270,6 +262,122 @@ impl ConvParams {
             }
         }
         Ok(y)
+    }
+}
+
+/// A grouped convolution's weights over one geometry, and the three per-image products
+/// that Caffe's `BaseConvolutionLayer` builds its layers from (`forward_cpu_gemm`,
+/// `backward_cpu_gemm`, `weight_cpu_gemm`). The convolution uses them as named; the
+/// deconvolution (`ops::deconv`) swaps forward and backward-data, as Caffe's
+/// `DeconvolutionLayer` does.
+pub(crate) struct ImageGemms<'a> {
+    /// The convolution's geometry (for a deconvolution: the convolution it transposes).
+    pub geo: &'a ConvGeometry,
+    /// Channel groups.
+    pub groups: usize,
+    /// Weights as Caffe stores a convolution's: `M × (C/group · kh · kw)`.
+    pub weights: &'a [f32],
+}
+
+impl ImageGemms<'_> {
+    /// Rows of one group's weight matrix (`M / group`) and its depth (`C/group · kh · kw`).
+    fn dims(&self) -> (usize, usize) {
+        let k_g = self.geo.col_rows() / self.groups;
+        (self.weights.len() / (k_g * self.groups).max(1), k_g)
+    }
+
+    /// `out[M × OH·OW] = W · im2col(image)` per group, plus the bias and the fused ReLU.
+    pub fn forward(
+        &self,
+        image: &[f32],
+        out: &mut [f32],
+        bias: Option<&[f32]>,
+        relu: Option<f32>,
+        threads: usize,
+    ) {
+        let (m_g, k_g) = self.dims();
+        let hw = self.geo.col_cols();
+        let run = |col: &[f32], out: &mut [f32]| {
+            for (g, out_g) in out.chunks_mut(m_g * hw).enumerate() {
+                let product = GroupProduct {
+                    weights: &self.weights[g * m_g * k_g..][..m_g * k_g],
+                    columns: &col[g * k_g * hw..][..k_g * hw],
+                    bias: bias.map(|b| &b[g * m_g..][..m_g]),
+                    relu,
+                    rows: m_g,
+                    depth: k_g,
+                    cols: hw,
+                };
+                product.run(out_g, threads);
+            }
+        };
+        if self.geo.is_identity() {
+            run(image, out);
+        } else {
+            with_scratch(self.geo.col_rows() * hw, |col| {
+                self.geo.im2col(image, col, threads > 1);
+                run(col, out);
+            });
+        }
+    }
+
+    /// `image += col2im(Wᵀ · dy)` per group (`dy`: `M × OH·OW`; `image`: C×H×W, zeroed by
+    /// the caller).
+    pub fn backward_data(&self, dy: &[f32], image: &mut [f32], threads: usize) {
+        let (m_g, k_g) = self.dims();
+        let hw = self.geo.col_cols();
+        let data_gemms = |col: &mut [f32]| {
+            for g in 0..self.groups {
+                sgemm(
+                    k_g,
+                    hw,
+                    m_g,
+                    MatRef::transposed(&self.weights[g * m_g * k_g..][..m_g * k_g], k_g),
+                    MatRef::row_major(&dy[g * m_g * hw..][..m_g * hw], hw),
+                    &mut col[g * k_g * hw..][..k_g * hw],
+                    hw,
+                    false,
+                    threads,
+                );
+            }
+        };
+        if self.geo.is_identity() {
+            data_gemms(image);
+        } else {
+            with_col_diff(self.geo.col_rows() * hw, |col| {
+                data_gemms(col);
+                self.geo.col2im(col, image);
+            });
+        }
+    }
+
+    /// `wd += dy · im2col(image)ᵀ` per group (`wd` has the weights' size).
+    pub fn weight_diff(&self, dy: &[f32], image: &[f32], wd: &mut [f32], threads: usize) {
+        let (m_g, k_g) = self.dims();
+        let hw = self.geo.col_cols();
+        let weight_gemms = |col: &[f32], wd: &mut [f32]| {
+            for g in 0..self.groups {
+                sgemm(
+                    m_g,
+                    k_g,
+                    hw,
+                    MatRef::row_major(&dy[g * m_g * hw..][..m_g * hw], hw),
+                    MatRef::transposed(&col[g * k_g * hw..][..k_g * hw], hw),
+                    &mut wd[g * m_g * k_g..][..m_g * k_g],
+                    k_g,
+                    true,
+                    threads,
+                );
+            }
+        };
+        if self.geo.is_identity() {
+            weight_gemms(image, wd);
+        } else {
+            with_scratch(self.geo.col_rows() * hw, |col| {
+                self.geo.im2col(image, col, threads > 1);
+                weight_gemms(col, wd);
+            });
+        }
     }
 }
 
@@ -374,7 +482,12 @@ impl GroupProduct<'_> {
 }
 
 /// Adds one bias per output channel (rows of `plane` values) and applies the fused ReLU.
-fn bias_and_relu(out: &mut [f32], plane: usize, bias: Option<&[f32]>, relu: Option<f32>) {
+pub(crate) fn bias_and_relu(
+    out: &mut [f32],
+    plane: usize,
+    bias: Option<&[f32]>,
+    relu: Option<f32>,
+) {
     match bias {
         Some(bias) => {
             for (row, &b) in out.chunks_mut(plane).zip(bias) {
@@ -450,7 +563,7 @@ impl ConvParams {
     ) -> OpResult<Option<Tensor>> {
         let geo = self.geometry(&x.shape)?;
         let (groups, m) = (self.group, self.num_output);
-        let (m_g, k_g, hw) = (m / groups, geo.col_rows() / groups, geo.col_cols());
+        let k_g = geo.col_rows() / groups;
         let n = x.shape[0];
         if top_diff.shape != [n, m, geo.output[0], geo.output[1]] {
             return Err(OpError::new(format!(
@@ -460,16 +573,74 @@ impl ConvParams {
             )));
         }
         expect_blob_len(blobs, 0, m * k_g, "weights")?;
-        let weights = &blobs[0].data;
+        let gemms = ImageGemms {
+            geo: &geo,
+            groups,
+            weights: &blobs[0].data,
+        };
+        let job = BatchBackward {
+            x,
+            top_diff,
+            weight_len: m * k_g,
+            bias_term: self.bias_term,
+            threads,
+        };
+        job.run(param_diffs, bottom_diff, &|image, dy, dxi, wd, t| {
+            if let Some(wd) = wd {
+                gemms.weight_diff(dy, image, wd, t);
+            }
+            if let Some(dxi) = dxi {
+                gemms.backward_data(dy, dxi, t);
+            }
+        })
+    }
+}
+
+/// One image's share of a backward pass: `(bottom, top diff, bottom diff, weight diff,
+/// threads)`; the diffs are `None` when not wanted.
+pub(crate) type ImageBackward<'a> =
+    dyn Fn(&[f32], &[f32], Option<&mut [f32]>, Option<&mut [f32]>, usize) + Sync + 'a;
+
+/// The batch loop of a convolution-like backward (Caffe `Backward_cpu` of the convolution
+/// and the deconvolution): checks the diff buffers, runs [`ImageBackward`] per image, sums
+/// the weight diffs over the batch in a fixed order and adds the bias diff
+/// (`db += Σ_spatial dY` per top channel). Diffs accumulate into `param_diffs`, as Caffe
+/// accumulates them for `iter_size`.
+pub(crate) struct BatchBackward<'a> {
+    /// The bottom (N × …).
+    pub x: &'a Tensor,
+    /// The top diff (N × M × spatial).
+    pub top_diff: &'a Tensor,
+    /// Values in the weight blob.
+    pub weight_len: usize,
+    /// Whether a bias blob (one value per top channel) follows the weights.
+    pub bias_term: bool,
+    /// Thread budget.
+    pub threads: usize,
+}
+
+impl BatchBackward<'_> {
+    /// Runs `one` over the batch; returns the bottom diff accumulated into `bottom_diff`
+    /// (a zero-filled buffer of the bottom's shape, or `None` for no bottom diff).
+    pub fn run(
+        &self,
+        param_diffs: &mut [Tensor],
+        bottom_diff: Option<Tensor>,
+        one: &ImageBackward<'_>,
+    ) -> OpResult<Option<Tensor>> {
+        let (x, top_diff, threads) = (self.x, self.top_diff, self.threads);
+        let n = x.shape[0];
+        let m = top_diff.shape.get(1).copied().unwrap_or(0);
         let want_params = !param_diffs.is_empty();
-        if want_params && param_diffs[0].len() != m * k_g {
+        if want_params && param_diffs[0].len() != self.weight_len {
             return Err(OpError::new("weight diff has the wrong size"));
         }
         let want_bias = want_params && self.bias_term && param_diffs.len() > 1;
         if want_bias && param_diffs[1].len() != m {
             return Err(OpError::new("bias diff has the wrong size"));
         }
-        let (in_image, out_image) = (x.count_from(1), m * hw);
+        let (in_image, out_image) = (x.count_from(1), top_diff.count_from(1));
+        let hw = out_image / m.max(1);
         if bottom_diff.as_ref().is_some_and(|d| d.shape != x.shape) {
             return Err(OpError::new("bottom diff buffer has the wrong shape"));
         }
@@ -480,71 +651,24 @@ impl ConvParams {
 
         // One image: its weight/bias diff contributions into (wd, bd), its bottom diff
         // into `dxi`.
-        let one = |image: &[f32],
-                   dy: &[f32],
-                   dxi: Option<&mut [f32]>,
-                   wd: &mut [f32],
-                   bd: &mut [f32],
-                   t: usize| {
-            if want_params {
-                let mut weight_gemms = |col: &[f32]| {
-                    for g in 0..groups {
-                        sgemm(
-                            m_g,
-                            k_g,
-                            hw,
-                            MatRef::row_major(&dy[g * m_g * hw..][..m_g * hw], hw),
-                            MatRef::transposed(&col[g * k_g * hw..][..k_g * hw], hw),
-                            &mut wd[g * m_g * k_g..][..m_g * k_g],
-                            k_g,
-                            true,
-                            t,
-                        );
-                    }
-                };
-                if geo.is_identity() {
-                    weight_gemms(image);
-                } else {
-                    with_scratch(geo.col_rows() * hw, |col| {
-                        geo.im2col(image, col, t > 1);
-                        weight_gemms(col);
-                    });
-                }
-                if want_bias {
-                    for (b, row) in bd.iter_mut().zip(dy.chunks(hw)) {
-                        *b += row.iter().sum::<f32>();
-                    }
-                }
-            }
-            if let Some(dxi) = dxi {
-                let data_gemms = |col: &mut [f32]| {
-                    for g in 0..groups {
-                        sgemm(
-                            k_g,
-                            hw,
-                            m_g,
-                            MatRef::transposed(&weights[g * m_g * k_g..][..m_g * k_g], k_g),
-                            MatRef::row_major(&dy[g * m_g * hw..][..m_g * hw], hw),
-                            &mut col[g * k_g * hw..][..k_g * hw],
-                            hw,
-                            false,
-                            t,
-                        );
-                    }
-                };
-                if geo.is_identity() {
-                    data_gemms(dxi);
-                } else {
-                    with_col_diff(geo.col_rows() * hw, |col| {
-                        data_gemms(col);
-                        geo.col2im(col, dxi);
-                    });
+        let image = |i: usize, dxi: Option<&mut [f32]>, wd: &mut [f32], bd: &mut [f32], t| {
+            let dy = &top_diff.data[i * out_image..][..out_image];
+            one(
+                &x.data[i * in_image..][..in_image],
+                dy,
+                dxi,
+                want_params.then_some(wd),
+                t,
+            );
+            if want_bias {
+                for (b, row) in bd.iter_mut().zip(dy.chunks(hw)) {
+                    *b += row.iter().sum::<f32>();
                 }
             }
         };
 
         let (wlen, blen) = (
-            if want_params { m * k_g } else { 0 },
+            if want_params { self.weight_len } else { 0 },
             if want_bias { m } else { 0 },
         );
         let (wd, bd) = if per_image_parallel(n, threads) {
@@ -561,14 +685,7 @@ impl ConvParams {
                     let dxi = dxg
                         .as_deref_mut()
                         .map(|d| &mut d[(i - first) * in_image..][..in_image]);
-                    one(
-                        &x.data[i * in_image..][..in_image],
-                        &top_diff.data[i * out_image..][..out_image],
-                        dxi,
-                        &mut wd,
-                        &mut bd,
-                        1,
-                    );
+                    image(i, dxi, &mut wd, &mut bd, 1);
                 }
                 (wd, bd)
             };
@@ -595,14 +712,7 @@ impl ConvParams {
             let (mut wd, mut bd) = (vec![0.0f32; wlen], vec![0.0f32; blen]);
             for i in 0..n {
                 let dxi = dx.as_mut().map(|d| &mut d.data[i * in_image..][..in_image]);
-                one(
-                    &x.data[i * in_image..][..in_image],
-                    &top_diff.data[i * out_image..][..out_image],
-                    dxi,
-                    &mut wd,
-                    &mut bd,
-                    threads,
-                );
+                image(i, dxi, &mut wd, &mut bd, threads);
             }
             (wd, bd)
         };

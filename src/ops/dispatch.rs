@@ -41,6 +41,7 @@ pub fn forward_fused(
             ))
         }
         Op::Convolution(p) => return Ok(vec![p.forward(bottoms[0], blobs, ctx, relu)?]),
+        Op::Deconvolution(p) => vec![p.forward(bottoms[0], blobs, ctx)?],
         Op::InnerProduct(p) => return Ok(vec![p.forward(bottoms[0], blobs, ctx, relu)?]),
         Op::Pooling(p) => vec![p.forward(bottoms[0], ctx)?],
         Op::Lrn(p) => vec![p.forward(bottoms[0], ctx)?],

@@ -24,6 +24,7 @@ pub mod concat;
 pub mod conv;
 pub mod ctx;
 pub mod data;
+pub mod deconv;
 pub mod dispatch;
 pub mod dropout;
 pub mod eltwise;

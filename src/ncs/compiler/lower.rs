@@ -791,6 +791,10 @@ impl Lowering<'_> {
             }
             Op::Concat(p) => self.concat(l, p.axis),
             Op::Reshape(_) => Err(unsupported(l, "Reshape is not supported")),
+            Op::Deconvolution(_) => Err(unsupported(
+                l,
+                "compiling Deconvolution is not supported yet (the Caffe deconvolution's taps layout on the device is unverified)",
+            )),
             Op::Input { .. }
             | Op::Data(_)
             | Op::SoftmaxWithLoss(_)

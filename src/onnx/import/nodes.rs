@@ -15,6 +15,7 @@ use crate::ops::activation::{PReluParams, ReluParams};
 use crate::ops::batchnorm::{BatchNormParams, ScaleParams};
 use crate::ops::concat::ConcatParams;
 use crate::ops::conv::ConvParams;
+use crate::ops::deconv::DeconvParams;
 use crate::ops::dropout::DropoutParams;
 use crate::ops::eltwise::{EltwiseOp, EltwiseParams};
 use crate::ops::inner_product::InnerProductParams;
@@ -40,7 +41,7 @@ pub(crate) fn translate(ctx: &mut Ctx, node: &NodeProto) -> OnnxResult<()> {
             ctx.consts.insert(out, c);
             return Ok(());
         }
-        "Conv" => conv(ctx, node, &name, &out)?,
+        "Conv" | "ConvTranspose" => conv(ctx, node, &name, &out)?,
         "MaxPool" | "AveragePool" => pool(ctx, node, &name, &out)?,
         "GlobalAveragePool" | "GlobalMaxPool" => {
             let (x, s) = ctx.data_input(node, 0)?;
@@ -366,7 +367,27 @@ fn pair(node: &NodeProto, name: &str, default: usize) -> OnnxResult<[usize; 2]> 
     }
 }
 
+/// `Conv`, or `ConvTranspose` as a Caffe Deconvolution: explicit (or VALID) pads only,
+/// no `output_padding`/`output_shape`, whose sizes Caffe's deconvolution cannot express
+/// (ONNX operators.md, ConvTranspose). Both weight layouts are Caffe's.
 fn conv(ctx: &Ctx, node: &NodeProto, name: &str, out: &str) -> OnnxResult<crate::ir::Layer> {
+    let transposed = node.op_type == "ConvTranspose";
+    if transposed {
+        for attr in ["output_padding", "output_shape"] {
+            if get_sizes(node, attr)?.is_some_and(|v| v.iter().any(|&d| d != 0)) {
+                return Err(OnnxError::node(
+                    node,
+                    format!("{attr} has no Caffe Deconvolution equivalent"),
+                ));
+            }
+        }
+        if get_string(node, "auto_pad")?.is_some_and(|a| a.starts_with("SAME")) {
+            return Err(OnnxError::node(
+                node,
+                "ConvTranspose with auto_pad SAME has no Caffe Deconvolution equivalent",
+            ));
+        }
+    }
     let (x, s) = ctx.data_input(node, 0)?;
     let w = ctx.const_input(node, 1, "weights")?;
     if s.len() != 4 || w.dims.len() != 4 {
@@ -406,18 +427,28 @@ fn conv(ctx: &Ctx, node: &NodeProto, name: &str, out: &str) -> OnnxResult<crate:
     if let Some(b) = bias {
         blobs.push(b.to_tensor());
     }
+    let group = usize::try_from(group).unwrap_or(0);
     let p = ConvParams {
-        num_output: w.dims[0],
+        num_output: if transposed {
+            w.dims[1] * group
+        } else {
+            w.dims[0]
+        },
         kernel,
         stride,
         pad: [pads[0], pads[1]],
         pad_end,
         dilation,
-        group: usize::try_from(group).unwrap_or(0),
+        group,
         bias_term: bias.is_some(),
         ..Default::default()
     };
-    Ok(layer(name.into(), Op::Convolution(p), vec![x], out, blobs))
+    let op = if transposed {
+        Op::Deconvolution(DeconvParams(p))
+    } else {
+        Op::Convolution(p)
+    };
+    Ok(layer(name.into(), op, vec![x], out, blobs))
 }
 
 fn pool(ctx: &Ctx, node: &NodeProto, name: &str, out: &str) -> OnnxResult<crate::ir::Layer> {

@@ -47,7 +47,7 @@ pub(crate) fn naive(p: &ConvParams, x: &Tensor, w: &Tensor, b: Option<&Tensor>) 
     out
 }
 
-fn params(
+pub(crate) fn params(
     num_output: usize,
     kernel: [usize; 2],
     stride: [usize; 2],

@@ -2,6 +2,7 @@
 //! formulas (in these files, independent of the optimised code), plus hand-computed cases.
 
 pub(crate) mod conv;
+mod deconv;
 mod elementwise;
 pub(crate) mod heads;
 pub(crate) mod inner_product;

@@ -4,6 +4,7 @@
 mod bad_input;
 mod compile;
 mod golden;
+mod tf_deconv;
 mod tf_reference;
 
 use crate::testutil::shared;

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 #[derive(Clone, PartialEq, Message)]
-struct GraphDef {
+pub(super) struct GraphDef {
     #[prost(message, repeated, tag = "1")]
     node: Vec<NodeDef>,
 }
@@ -60,7 +60,7 @@ struct Dim {
 
 /// The f32 constant named `name` (DT_FLOAT = 1), flattened in TensorFlow's row-major order,
 /// with its shape.
-fn constant(g: &GraphDef, name: &str) -> (Vec<usize>, Vec<f32>) {
+pub(super) fn constant(g: &GraphDef, name: &str) -> (Vec<usize>, Vec<f32>) {
     let n = g
         .node
         .iter()
