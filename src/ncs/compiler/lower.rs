@@ -222,12 +222,7 @@ pub(super) fn lower(
     let out_layer = &work.layers[last];
     let out_blob = out_layer.tops.first().cloned().unwrap_or_default();
     match lw.producers.get(&out_blob).map(|p| p.src) {
-        Some(Src::Stage(j)) if lw.stages[j].concat.is_some() => {
-            return Err(unsupported(
-                out_layer,
-                "a Concat as the network output (members writing the output tensor) is not implemented",
-            ))
-        }
+        Some(Src::Stage(j)) if lw.stages[j].concat.is_some() => lw.concat_output(out_layer, j)?,
         Some(Src::Stage(j)) if j + 1 == lw.stages.len() && j > 0 => {}
         _ => {
             return Err(unsupported(
@@ -593,6 +588,42 @@ impl Lowering<'_> {
             let s = &mut self.stages[j];
             s.guard = pad as u32;
             s.out = Some(BufferRef::new((base + pad) as u32 + 2 * ch, id));
+        }
+        Ok(())
+    }
+
+    /// A Concat as the network output (NCS_GRAPH_FORMAT.md §5.4, NCSDK2_GRAPH_FORMAT.md
+    /// §6.3 step 5 and §8.1): no buffer is allocated; every member writes location 2 at
+    /// `2·channel_offset`, keeping the concatenation's strides. The last stage must be a
+    /// member (it is whenever every stage contributes to the output), so that the host's
+    /// result size `outputDimX·outputDimY·outputStrideX/2` of the last record covers the
+    /// whole concatenation.
+    fn concat_output(&mut self, l: &Layer, member: usize) -> Result<(), CompileError> {
+        let Some(ci) = self.stages[member].concat else {
+            return Ok(());
+        };
+        let members = self.concats[ci].members.clone();
+        let last = self.stages.len() - 1;
+        if !members.iter().any(|&(j, _)| j == last) {
+            return Err(unsupported(
+                l,
+                format!(
+                    "the output Concat's last member is not the last stage ('{}' runs after it)",
+                    self.stages[last].rec.name
+                ),
+            ));
+        }
+        for (j, ch) in members {
+            let s = &mut self.stages[j];
+            if s.out.is_some() {
+                // a consumer attached to the concatenation: it is not only the output
+                return Err(unsupported(
+                    l,
+                    "the output Concat is also read by a stage; the NCS output buffer cannot be read back",
+                ));
+            }
+            s.guard = 0;
+            s.out = Some(BufferRef::new(2 * ch, Location::OUTPUT));
         }
         Ok(())
     }
