@@ -2,6 +2,7 @@
 //! creates them (§6.2, §6.5). Work buffers are allocated here, when a consumer attaches to
 //! its producer (§5.3), because their ids and offsets depend on that order.
 
+use super::pack::Container;
 use super::{CompileError, CompileOptions, CompileWarning};
 use crate::ir::{BlobShapes, Filler, InputSpec, Layer, Net, Op, Phase};
 use crate::ncs::layout::{conv_to_hwck, depthwise_to_hwk, fc_to_hwck};
@@ -129,6 +130,7 @@ pub(super) fn toolkit_pool_out(x: usize, k: usize, s: usize, p: usize) -> Option
 pub(super) fn lower(
     net: &Net,
     opts: &CompileOptions,
+    container: Container,
     warnings: &mut Vec<CompileWarning>,
 ) -> Result<Plan, CompileError> {
     // the deploy (TEST) view; layers are copied without their weights, which are read
@@ -210,6 +212,7 @@ pub(super) fn lower(
         next_work: Location::FIRST_WORK,
         const_bytes: 0,
         concats: Vec::new(),
+        container,
         warnings,
     };
     lw.input_stage(&work, &input_blob)?;
@@ -374,6 +377,8 @@ struct Lowering<'a> {
     next_work: u16,
     const_bytes: u64,
     concats: Vec<ConcatPlan>,
+    /// NCSDK 2 has no third eltwise operand: a 3-bottom Eltwise becomes two stages.
+    container: Container,
     warnings: &'a mut Vec<CompileWarning>,
 }
 
@@ -1220,6 +1225,9 @@ impl Lowering<'_> {
             EltwiseOp::Max => StageOp::EltwiseMax,
         };
         let d = srcs[0].dims;
+        if srcs.len() == 3 && self.container == Container::Ncsdk2 {
+            return self.eltwise_in_two(l, op, &srcs);
+        }
         let name = self.stage_name(l, &l.name)?;
         let rec = record(&name, op, d, srcs[0].strides, d);
         let idx = self.push(
@@ -1227,6 +1235,44 @@ impl Lowering<'_> {
             srcs[0].src,
             srcs.get(1).map(|s| s.src),
             srcs.get(2).map(|s| s.src),
+            None,
+            None,
+            None,
+        )?;
+        self.set_top(l, idx);
+        Ok(())
+    }
+
+    /// A 3-operand Eltwise for NCSDK 2, whose eltwise records hold two operands (input and
+    /// taps, NCSDK2_GRAPH_FORMAT.md §4.4): stage `<name>/0` computes a ∘ b into a work
+    /// buffer, stage `<name>` computes (a ∘ b) ∘ c. SUM, PROD and MAX are associative, so
+    /// the result is the layer's up to fp16 rounding of the intermediate. Our choice: the
+    /// spec gives no 3-operand form (NCSDK 1 uses the bias slot, NCS_GRAPH_FORMAT.md §6.2).
+    fn eltwise_in_two(
+        &mut self,
+        l: &Layer,
+        op: StageOp,
+        srcs: &[Producer],
+    ) -> Result<(), CompileError> {
+        let d = srcs[0].dims;
+        let first_name = self.stage_name(l, &format!("{}/0", l.name))?;
+        let first = record(&first_name, op, d, srcs[0].strides, d);
+        let first = self.push(
+            first,
+            srcs[0].src,
+            Some(srcs[1].src),
+            None,
+            None,
+            None,
+            None,
+        )?;
+        let name = self.stage_name(l, &l.name)?;
+        let rec = record(&name, op, d, dense(d), d);
+        let idx = self.push(
+            rec,
+            Src::Stage(first),
+            Some(srcs[2].src),
+            None,
             None,
             None,
             None,

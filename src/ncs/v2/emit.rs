@@ -113,7 +113,7 @@ pub fn from_packed(
         {
             return Err(refuse(
                 s,
-                "an NCSDK 2 eltwise stage takes two operands; a third is not expressible",
+                "an NCSDK 2 eltwise stage takes two operands (compile_for_ncsdk2 splits a 3-operand Eltwise into two stages)",
             ));
         }
         let [rx, ry] = s.radix.map(|v| v as u32);
