@@ -266,3 +266,65 @@ fn inspect_reads_every_real_graph_of_both_generations_whatever_its_name() {
         assert_eq!(v["version"], 2, "{rel}");
     }
 }
+
+/// A Concat of two convolution branches as the last layer (8×8×4 + 8×8×6).
+const CONCAT_OUT: &str = r#"
+name: "concat_out"
+layer { name: "data" type: "Input" top: "data"
+        input_param { shape { dim: 1 dim: 3 dim: 8 dim: 8 } } }
+layer { name: "conv_a" type: "Convolution" bottom: "data" top: "a"
+        convolution_param { num_output: 4 kernel_size: 1 } }
+layer { name: "conv_b" type: "Convolution" bottom: "data" top: "b"
+        convolution_param { num_output: 6 kernel_size: 3 pad: 1 } }
+layer { name: "cat" type: "Concat" bottom: "a" bottom: "b" top: "cat" }
+"#;
+
+/// A 3-bottom Eltwise SUM of three 6×6×4 convolutions.
+const ELTWISE3: &str = r#"
+name: "eltwise3"
+layer { name: "data" type: "Input" top: "data"
+        input_param { shape { dim: 1 dim: 3 dim: 6 dim: 6 } } }
+layer { name: "conv_a" type: "Convolution" bottom: "data" top: "a"
+        convolution_param { num_output: 4 kernel_size: 3 pad: 1 } }
+layer { name: "conv_b" type: "Convolution" bottom: "data" top: "b"
+        convolution_param { num_output: 4 kernel_size: 1 } }
+layer { name: "conv_c" type: "Convolution" bottom: "data" top: "c"
+        convolution_param { num_output: 4 kernel_size: 1 } }
+layer { name: "sum" type: "Eltwise" bottom: "a" bottom: "b" bottom: "c" top: "sum" }
+"#;
+
+/// `compile --ncsdk 2` takes what the NCSDK 1 path takes: an output Concat (stage count
+/// without a concat stage, size_of_output the whole 8·8·10, NCSDK2_GRAPH_FORMAT.md §8.1)
+/// and a 3-operand Eltwise (two eltwise records); both also compile for NCSDK 1.
+#[test]
+fn compile_ncsdk2_takes_an_output_concat_and_a_three_operand_eltwise() {
+    let dir = tempfile::tempdir().unwrap();
+    // (net, v2 stage count, v2 output elements, v1 stage count)
+    for (name, text, stages, out, v1_stages) in [
+        ("concat", CONCAT_OUT, 3, 8 * 8 * 10, 3),
+        ("eltwise3", ELTWISE3, 6, 6 * 6 * 4, 5),
+    ] {
+        let proto = dir.path().join(format!("{name}.prototxt"));
+        std::fs::write(&proto, text).unwrap();
+        let g2 = dir.path().join(format!("{name}2.graph"));
+        let p = s(&proto);
+        run_ok(&[
+            "compile",
+            p,
+            "--random-weights",
+            "--ncsdk",
+            "2",
+            "-o",
+            s(&g2),
+        ]);
+        let v = json(&run_ok(&["inspect", s(&g2), "--json"]));
+        assert_eq!(v["ncsdk"], 2, "{name}");
+        assert_eq!(v["stages"].as_array().unwrap().len(), stages, "{name}");
+        assert_eq!(v["output_size"], out, "{name}");
+        let g1 = dir.path().join(format!("{name}1.graph"));
+        run_ok(&["compile", p, "--random-weights", "-o", s(&g1)]);
+        let v = json(&run_ok(&["inspect", s(&g1), "--json"]));
+        assert_eq!(v["ncsdk"], 1, "{name}");
+        assert_eq!(v["stages"].as_array().unwrap().len(), v1_stages, "{name}");
+    }
+}

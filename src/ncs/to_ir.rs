@@ -6,7 +6,8 @@
 //! (`<stage>/relu`, in place in Caffe terms: its Caffe top is the stage name, which is what
 //! the compiler names a fused stage after). The input stage (op 5, record 0) becomes the
 //! net's input. Weights are converted from the device layouts of §5.5 to Caffe's; stages
-//! writing channel ranges of one buffer become a Concat layer when the buffer is read.
+//! writing channel ranges of one buffer become a Concat layer when the buffer is read, or
+//! at the end when the buffer is the network output (location 2).
 //! TensorFlow SAME padding becomes the convolution's begin/end padding (the odd pixel at
 //! the end). Reads of the leading values or channels of a bigger tensor (a TensorFlow
 //! channel slice compiled to a `copy`, an `add` pointed at the network input) become
@@ -90,6 +91,7 @@ pub fn graph_to_net(g: &Graph) -> Result<Net, ToIrError> {
     while i < g.stages.len() {
         i += b.stage(i)?;
     }
+    b.output_concat()?;
     let net = Net {
         name: g.header.name.clone(),
         inputs: vec![spec],
@@ -199,6 +201,40 @@ impl Lifter<'_> {
             i,
             s,
             format!("its {what} {r} is not a tensor an earlier stage wrote (slice views are not supported)"),
+        ))
+    }
+
+    /// A Concat as the network output (NCS_GRAPH_FORMAT.md §5.4, NCSDK2_GRAPH_FORMAT.md
+    /// §8.1): the stages that wrote channel ranges of location 2 are joined into a Concat
+    /// layer, whose top becomes the net's output. Parts that do not tile the output tensor
+    /// from offset 0 are refused with the last such stage named.
+    fn output_concat(&mut self) -> Result<(), ToIrError> {
+        let Some(stride_x) = self
+            .parts
+            .iter()
+            .find(|p| p.0 == Location::OUTPUT)
+            .map(|p| p.2)
+        else {
+            return Ok(());
+        };
+        let r = BufferRef::new(0, Location::OUTPUT);
+        if self.join_parts(r, stride_x).is_some() {
+            return Ok(());
+        }
+        let (i, s) = self
+            .g
+            .stages
+            .iter()
+            .enumerate()
+            .rev()
+            .find(|(_, s)| s.output.location == Location::OUTPUT)
+            .unwrap_or((0, &self.g.stages[0]));
+        Err(err(
+            i,
+            s,
+            format!(
+                "writes channels of the network output with x-stride {stride_x}, but the stages writing it do not tile it from offset 0"
+            ),
         ))
     }
 

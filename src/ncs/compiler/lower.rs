@@ -2,6 +2,7 @@
 //! creates them (§6.2, §6.5). Work buffers are allocated here, when a consumer attaches to
 //! its producer (§5.3), because their ids and offsets depend on that order.
 
+use super::pack::Container;
 use super::{CompileError, CompileOptions, CompileWarning};
 use crate::ir::{BlobShapes, Filler, InputSpec, Layer, Net, Op, Phase};
 use crate::ncs::layout::{conv_to_hwck, depthwise_to_hwk, fc_to_hwck};
@@ -130,6 +131,7 @@ pub(super) fn toolkit_pool_out(x: usize, k: usize, s: usize, p: usize) -> Option
 pub(super) fn lower(
     net: &Net,
     opts: &CompileOptions,
+    container: Container,
     warnings: &mut Vec<CompileWarning>,
 ) -> Result<Plan, CompileError> {
     // the deploy (TEST) view; layers are copied without their weights, which are read
@@ -211,6 +213,7 @@ pub(super) fn lower(
         next_work: Location::FIRST_WORK,
         const_bytes: 0,
         concats: Vec::new(),
+        container,
         warnings,
     };
     lw.input_stage(&work, &input_blob)?;
@@ -223,12 +226,7 @@ pub(super) fn lower(
     let out_layer = &work.layers[last];
     let out_blob = out_layer.tops.first().cloned().unwrap_or_default();
     match lw.producers.get(&out_blob).map(|p| p.src) {
-        Some(Src::Stage(j)) if lw.stages[j].concat.is_some() => {
-            return Err(unsupported(
-                out_layer,
-                "a Concat as the network output (members writing the output tensor) is not implemented",
-            ))
-        }
+        Some(Src::Stage(j)) if lw.stages[j].concat.is_some() => lw.concat_output(out_layer, j)?,
         Some(Src::Stage(j)) if j + 1 == lw.stages.len() && j > 0 => {}
         _ => {
             return Err(unsupported(
@@ -380,6 +378,8 @@ struct Lowering<'a> {
     next_work: u16,
     const_bytes: u64,
     concats: Vec<ConcatPlan>,
+    /// NCSDK 2 has no third eltwise operand: a 3-bottom Eltwise becomes two stages.
+    container: Container,
     warnings: &'a mut Vec<CompileWarning>,
 }
 
@@ -594,6 +594,42 @@ impl Lowering<'_> {
             let s = &mut self.stages[j];
             s.guard = pad as u32;
             s.out = Some(BufferRef::new((base + pad) as u32 + 2 * ch, id));
+        }
+        Ok(())
+    }
+
+    /// A Concat as the network output (NCS_GRAPH_FORMAT.md §5.4, NCSDK2_GRAPH_FORMAT.md
+    /// §6.3 step 5 and §8.1): no buffer is allocated; every member writes location 2 at
+    /// `2·channel_offset`, keeping the concatenation's strides. The last stage must be a
+    /// member (it is whenever every stage contributes to the output), so that the host's
+    /// result size `outputDimX·outputDimY·outputStrideX/2` of the last record covers the
+    /// whole concatenation.
+    fn concat_output(&mut self, l: &Layer, member: usize) -> Result<(), CompileError> {
+        let Some(ci) = self.stages[member].concat else {
+            return Ok(());
+        };
+        let members = self.concats[ci].members.clone();
+        let last = self.stages.len() - 1;
+        if !members.iter().any(|&(j, _)| j == last) {
+            return Err(unsupported(
+                l,
+                format!(
+                    "the output Concat's last member is not the last stage ('{}' runs after it)",
+                    self.stages[last].rec.name
+                ),
+            ));
+        }
+        for (j, ch) in members {
+            let s = &mut self.stages[j];
+            if s.out.is_some() {
+                // a consumer attached to the concatenation: it is not only the output
+                return Err(unsupported(
+                    l,
+                    "the output Concat is also read by a stage; the NCS output buffer cannot be read back",
+                ));
+            }
+            s.guard = 0;
+            s.out = Some(BufferRef::new(2 * ch, Location::OUTPUT));
         }
         Ok(())
     }
@@ -1212,6 +1248,9 @@ impl Lowering<'_> {
             EltwiseOp::Max => StageOp::EltwiseMax,
         };
         let d = srcs[0].dims;
+        if srcs.len() == 3 && self.container == Container::Ncsdk2 {
+            return self.eltwise_in_two(l, op, &srcs);
+        }
         let name = self.stage_name(l, &l.name)?;
         let rec = record(&name, op, d, srcs[0].strides, d);
         let idx = self.push(
@@ -1219,6 +1258,44 @@ impl Lowering<'_> {
             srcs[0].src,
             srcs.get(1).map(|s| s.src),
             srcs.get(2).map(|s| s.src),
+            None,
+            None,
+            None,
+        )?;
+        self.set_top(l, idx);
+        Ok(())
+    }
+
+    /// A 3-operand Eltwise for NCSDK 2, whose eltwise records hold two operands (input and
+    /// taps, NCSDK2_GRAPH_FORMAT.md §4.4): stage `<name>/0` computes a ∘ b into a work
+    /// buffer, stage `<name>` computes (a ∘ b) ∘ c. SUM, PROD and MAX are associative, so
+    /// the result is the layer's up to fp16 rounding of the intermediate. Our choice: the
+    /// spec gives no 3-operand form (NCSDK 1 uses the bias slot, NCS_GRAPH_FORMAT.md §6.2).
+    fn eltwise_in_two(
+        &mut self,
+        l: &Layer,
+        op: StageOp,
+        srcs: &[Producer],
+    ) -> Result<(), CompileError> {
+        let d = srcs[0].dims;
+        let first_name = self.stage_name(l, &format!("{}/0", l.name))?;
+        let first = record(&first_name, op, d, srcs[0].strides, d);
+        let first = self.push(
+            first,
+            srcs[0].src,
+            Some(srcs[1].src),
+            None,
+            None,
+            None,
+            None,
+        )?;
+        let name = self.stage_name(l, &l.name)?;
+        let rec = record(&name, op, d, dense(d), d);
+        let idx = self.push(
+            rec,
+            Src::Stage(first),
+            Some(srcs[2].src),
+            None,
             None,
             None,
             None,

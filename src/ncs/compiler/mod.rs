@@ -25,7 +25,14 @@
 //! - Concat (axis 1) is lowered as NCSDK 2's toolkit does it (one shared work buffer,
 //!   members at channel offsets, NCSDK2_GRAPH_FORMAT.md §6.3 step 5); the buffer size for
 //!   NCSDK 1 follows the same rule (inferred: the v1 document gives only the pad quirk).
-//! - Not implemented (refused with the layer named): a Concat as the network output, Slice, grouped convolution
+//!   A Concat as the network output gets no buffer: its members write location 2 at
+//!   `2·channel_offset` with the whole concatenation's strides (NCS_GRAPH_FORMAT.md §5.4,
+//!   NCSDK2_GRAPH_FORMAT.md §8.1), for both generations.
+//! - A 3-bottom Eltwise keeps its third operand in the bias slot for NCSDK 1 (§6.2); for
+//!   NCSDK 2, whose eltwise records have no such slot, it becomes two stages, `<name>/0`
+//!   (a ∘ b into a work buffer) and `<name>` ((a ∘ b) ∘ c). This split is our choice: the
+//!   NCSDK 2 document gives no 3-operand form.
+//! - Not implemented (refused with the layer named): Slice, grouped convolution
 //!   with 1 < group < C, Reshape, Deconvolution, ELU, Power, Crop, `.conf` optimisation
 //!   masks.
 //! - Inferred, not seen in a real file (tag I): tap dims (0, C, C) of sigmoid, tanh, PReLU,
@@ -196,20 +203,21 @@ pub fn compile(net: &Net, opts: &CompileOptions) -> Result<Compiled, CompileErro
         return Err(CompileError::Shaves(opts.shaves));
     }
     let mut warnings = Vec::new();
-    let plan = lower::lower(net, opts, &mut warnings)?;
+    let plan = lower::lower(net, opts, pack::Container::Ncsdk1, &mut warnings)?;
     let graph = pack::pack(plan, opts, pack::Container::Ncsdk1)?;
     Ok(Compiled { graph, warnings })
 }
 
 /// Lowers and packs for NCSDK 2: the same stages, fp16 values and layouts as
-/// [`compile`], with NCSDK 2's work offsets and ×8 tap padding. The result is still in the
+/// [`compile`] (except that a 3-operand Eltwise becomes two 2-operand stages, see the
+/// module notes), with NCSDK 2's work offsets and ×8 tap padding. The result is still in the
 /// v1 record shape; `ncs::v2::emit` turns it into blob 2.3/2.4 records and relocations.
 pub fn compile_for_ncsdk2(net: &Net, opts: &CompileOptions) -> Result<Compiled, CompileError> {
     if !(1..=super::header::MAX_SHAVES).contains(&opts.shaves) {
         return Err(CompileError::Shaves(opts.shaves));
     }
     let mut warnings = Vec::new();
-    let plan = lower::lower(net, opts, &mut warnings)?;
+    let plan = lower::lower(net, opts, pack::Container::Ncsdk2, &mut warnings)?;
     let graph = pack::pack(plan, opts, pack::Container::Ncsdk2)?;
     Ok(Compiled { graph, warnings })
 }

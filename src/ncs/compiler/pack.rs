@@ -71,9 +71,12 @@ pub(super) fn pack(
             limit: MAX_GRAPH_BYTES,
         });
     }
-    // the last stage writes the network output
+    // the last stage writes the network output (members of an output Concat already
+    // point into it at their channel offsets)
     if let Some(last) = plan.stages.last_mut() {
-        last.out = Some(BufferRef::new(0, Location::OUTPUT));
+        if last.out.map(|r| r.location) != Some(Location::OUTPUT) {
+            last.out = Some(BufferRef::new(0, Location::OUTPUT));
+        }
     }
     let out_of = |stages: &[super::lower::Planned], s: Src| match s {
         Src::Input { offset } => BufferRef::new(offset, Location::INPUT),

@@ -5,6 +5,7 @@ mod bad_input;
 mod compile;
 mod golden;
 mod inspect;
+mod output_concat;
 mod to_ir;
 
 use crate::testutil::shared;
@@ -146,4 +147,53 @@ pub(super) fn f16_round(v: &[f32]) -> Vec<f32> {
     v.iter()
         .map(|&x| f32::from(half::f16::from_f32(x)))
         .collect()
+}
+
+/// A net from prototxt text written in a test, with seeded random weights
+/// (`fill_missing_weights_random`: gaussian(0, 0.01) for default fillers, biases keep theirs).
+pub(super) fn net_from_text(text: &str, seed: u64) -> crate::ir::Net {
+    use crate::caffe::prototxt::parse_text;
+    let param = parse_text(text, std::path::Path::new("inline.prototxt")).unwrap();
+    let mut net = crate::caffe::net_from_proto(&param, crate::ir::Phase::Test).unwrap();
+    crate::caffe::fill_missing_weights_random(&mut net, seed).unwrap();
+    net
+}
+
+/// Runs `source` on the f32 engine and `lifted` (a compiled graph read back into the IR)
+/// on the fp16 emulation with one deterministic pixel pattern in [−128, 127], as
+/// mean-subtracted BGR input is, and returns the metrics of the one network output; the
+/// two outputs must have the same shape. `mvNCCheck`'s preset is asserted by the caller.
+pub(super) fn f16_graph_vs_f32_source(
+    source: &crate::ir::Net,
+    lifted: &crate::ir::Net,
+) -> crate::verify::metrics::BlobMetrics {
+    use crate::exec::f16::F16Engine;
+    use crate::exec::{f32::Engine, ExecOptions};
+    let (src_out, lifted_out) = (source.outputs(), lifted.outputs());
+    assert_eq!((src_out.len(), lifted_out.len()), (1, 1), "{lifted_out:?}");
+    let shape = source.inputs[0].shape.clone();
+    let n: usize = shape.iter().product();
+    let x: Vec<f32> = (0..n).map(|i| ((i * 37 % 256) as f32) - 128.0).collect();
+    let input = crate::ir::Tensor::from_vec(&shape, x).unwrap();
+    let opts = ExecOptions {
+        threads: 2,
+        ..ExecOptions::default()
+    };
+    let a = Engine::with_options(source, opts.clone())
+        .unwrap()
+        .run([(source.inputs[0].name.clone(), input.clone())])
+        .unwrap();
+    let e = F16Engine::with_options(lifted, opts).unwrap();
+    let b = e.run([(lifted.inputs[0].name.clone(), input)]).unwrap();
+    let (ra, rb) = (
+        a.get(&src_out[0]).unwrap(),
+        b.outputs.get(&lifted_out[0]).unwrap(),
+    );
+    assert_eq!(ra.shape, rb.shape);
+    crate::verify::metrics::compare(&src_out[0], ra, rb).unwrap()
+}
+
+/// True when the metrics pass `mvNCCheck`'s thresholds (the `mvncheck` preset).
+pub(super) fn passes_mvncheck(m: &crate::verify::metrics::BlobMetrics) -> bool {
+    crate::verify::Tolerance::new(crate::verify::Preset::Mvncheck, None).output_ok(m)
 }

@@ -113,7 +113,7 @@ pub fn from_packed(
         {
             return Err(refuse(
                 s,
-                "an NCSDK 2 eltwise stage takes two operands; a third is not expressible",
+                "an NCSDK 2 eltwise stage takes two operands (compile_for_ncsdk2 splits a 3-operand Eltwise into two stages)",
             ));
         }
         let [rx, ry] = s.radix.map(|v| v as u32);
@@ -195,7 +195,9 @@ pub fn from_packed(
             size_of_input: first.map(|s| s.input_dims.volume() as u32).unwrap_or(0),
             permutation_enabled: 0,
         },
-        output_size: last.map(|s| s.output_dims.volume() as u32).unwrap_or(0),
+        // §8.1: the element count of the output tensor; members of a final concat write
+        // channel ranges of it, so the last record's x-stride gives its channels
+        output_size: last.map(|s| s.host_output_len() as u32).unwrap_or(0),
         stage_section_size: 0,
         stages,
         data: g.data.clone(),

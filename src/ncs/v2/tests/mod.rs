@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod compile;
+mod eltwise3;
 mod golden;
 mod tf_deconv;
 mod tf_reference;
