@@ -11,11 +11,9 @@
 //! GFLOP/s for both batch sizes.
 
 use agegender::exec::{Engine, ExecOptions, LayerTiming};
-use agegender::ir::{InputSpec, Layer, Net, Op, Tensor};
-use agegender::ops::{
-    activation::ReluParams, conv::ConvParams, dropout::DropoutParams,
-    inner_product::InnerProductParams, lrn::LrnParams, pool::PoolParams, softmax::SoftmaxParams,
-};
+use agegender::ir::{Net, Tensor};
+use agegender::model::load_model_random;
+use agegender::pipeline::prototxt::{deploy_prototxt, NetKind};
 use std::time::{Duration, Instant};
 
 /// Deterministic pseudo-random values in [−scale, scale) (xorshift).
@@ -31,109 +29,16 @@ fn random(len: usize, seed: u64, scale: f32) -> Vec<f32> {
         .collect()
 }
 
-fn layer(name: &str, op: Op, bottom: &str, top: &str) -> Layer {
-    Layer::new(name, op, vec![bottom.into()], vec![top.into()])
-}
-
-fn with_weights(mut l: Layer, shapes: &[Vec<usize>], seed: u64) -> Layer {
-    l.blobs = shapes
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            Tensor::from_vec(s, random(s.iter().product(), seed * 10 + i as u64, 0.01)).unwrap()
-        })
-        .collect();
-    l
-}
-
 /// The Levi & Hassner AgeNet deploy net, as its prototxt defines it.
 fn agenet() -> Net {
-    let conv = |n, k, s, p| {
-        Op::Convolution(ConvParams {
-            num_output: n,
-            kernel: [k, k],
-            stride: [s, s],
-            pad: [p, p],
-            ..ConvParams::default()
-        })
-    };
-    let pool = || {
-        Op::Pooling(PoolParams {
-            kernel: [3, 3],
-            stride: [2, 2],
-            ..PoolParams::default()
-        })
-    };
-    let lrn = || {
-        Op::Lrn(LrnParams {
-            local_size: 5,
-            alpha: 1e-4,
-            beta: 0.75,
-            ..LrnParams::default()
-        })
-    };
-    let fc = |n| {
-        Op::InnerProduct(InnerProductParams {
-            num_output: n,
-            ..InnerProductParams::default()
-        })
-    };
-    let relu = || Op::Relu(ReluParams::default());
-    let drop = || Op::Dropout(DropoutParams::default());
-    let layers = vec![
-        with_weights(
-            layer("conv1", conv(96, 7, 4, 0), "data", "conv1"),
-            &[vec![96, 3, 7, 7], vec![96]],
-            1,
-        ),
-        layer("relu1", relu(), "conv1", "relu1"),
-        layer("pool1", pool(), "relu1", "pool1"),
-        layer("norm1", lrn(), "pool1", "norm1"),
-        with_weights(
-            layer("conv2", conv(256, 5, 1, 2), "norm1", "conv2"),
-            &[vec![256, 96, 5, 5], vec![256]],
-            2,
-        ),
-        layer("relu2", relu(), "conv2", "relu2"),
-        layer("pool2", pool(), "relu2", "pool2"),
-        layer("norm2", lrn(), "pool2", "norm2"),
-        with_weights(
-            layer("conv3", conv(384, 3, 1, 1), "norm2", "conv3"),
-            &[vec![384, 256, 3, 3], vec![384]],
-            3,
-        ),
-        layer("relu3", relu(), "conv3", "relu3"),
-        layer("pool5", pool(), "relu3", "pool5"),
-        with_weights(
-            layer("fc6", fc(512), "pool5", "fc6"),
-            &[vec![512, 18816], vec![512]],
-            4,
-        ),
-        layer("relu6", relu(), "fc6", "relu6"),
-        layer("drop6", drop(), "relu6", "drop6"),
-        with_weights(
-            layer("fc7", fc(512), "drop6", "fc7"),
-            &[vec![512, 512], vec![512]],
-            5,
-        ),
-        layer("relu7", relu(), "fc7", "relu7"),
-        layer("drop7", drop(), "relu7", "drop7"),
-        with_weights(
-            layer("fc8", fc(9), "drop7", "fc8"),
-            &[vec![9, 512], vec![9]],
-            6,
-        ),
-        layer("prob", Op::Softmax(SoftmaxParams::default()), "fc8", "prob"),
-    ];
-    Net {
-        name: "AgeNet".into(),
-        inputs: vec![InputSpec {
-            name: "data".into(),
-            shape: vec![1, 3, 227, 227],
-        }],
-        layers,
-        ..Net::default()
-    }
+    // the pipeline's own deploy prototxt (Levi & Hassner's layers, 227 px, 9 outputs),
+    // loaded as a user's file is, with seeded random weights
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let path = dir.path().join("age_deploy.prototxt");
+    std::fs::write(&path, deploy_prototxt(NetKind::Age, 227)).expect("write the prototxt");
+    load_model_random(&path, 1)
+        .expect("the deploy prototxt loads")
+        .0
 }
 
 /// Process CPU time (all threads), from `CLOCK_PROCESS_CPUTIME_ID`.
