@@ -4,17 +4,8 @@ use crate::ir::{Net, Tensor};
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 
-/// Which engine runs a model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
-pub enum EngineKind {
-    /// The native f32 engine (im2col + GEMM, all cores).
-    #[default]
-    Native,
-    /// tract, running the model's ONNX form.
-    Tract,
-    /// fp16 emulation of the Movidius NCS.
-    F16,
-}
+/// Which engine runs a model: one enum for every subcommand, defined next to the engines.
+pub use crate::verify::EngineKind;
 
 /// The net's single input, or an error listing them when there are several.
 pub fn single_input(net: &Net) -> Result<(String, Vec<usize>)> {

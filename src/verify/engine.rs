@@ -17,11 +17,12 @@ use crate::onnx::{self, ImportOptions};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-/// The engine that runs a model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+/// The engine that runs a model (`verify`, `run`, `bench`, `infer`, `test` all take this).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum EngineKind {
     /// The native f32 engine on the IR (ONNX files are imported first).
+    #[default]
     Native,
     /// tract-onnx on the ONNX model (Caffe nets are exported first).
     Tract,
