@@ -220,29 +220,117 @@ fn the_real_deconvolution_graph_runs_converts_and_verifies_on_the_cli() {
     assert_eq!(v["pass"], true, "{v}");
 }
 
+/// A grouped deconvolution has no NCS stage: refused with the layer named, no file left.
 #[test]
-fn compiling_a_deconvolution_for_the_ncs_is_refused_naming_the_layer() {
+fn compiling_a_grouped_deconvolution_for_the_ncs_is_refused_naming_the_layer() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("deconvs.prototxt");
     // one image, as the NCS runs
     std::fs::write(&p, PROTOTXT.replace("dim: 2 dim: 4", "dim: 1 dim: 4")).unwrap();
     for ncsdk in ["1", "2"] {
         let g = dir.path().join(format!("d{ncsdk}.graph"));
-        let o = cli(&[
-            "compile",
-            s(&p),
-            "--random-weights",
-            "--ncsdk",
-            ncsdk,
-            "-o",
-            s(&g),
-        ]);
+        let o = Command::new(env!("CARGO_BIN_EXE_agegender"))
+            .args(["compile", s(&p), "--random-weights", "--ncsdk", ncsdk, "-o"])
+            .arg(&g)
+            .output()
+            .unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success(), "{err}");
-        assert!(
-            err.contains("'up'") && err.contains("Deconvolution"),
-            "{err}"
-        );
+        assert!(err.contains("'up'") && err.contains("group 2"), "{err}");
         assert!(!g.exists(), "no half-written graph");
+    }
+}
+
+const UNGROUPED: &str = r#"
+name: "updown"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 9 dim: 11 } } }
+layer { name: "down" type: "Convolution" bottom: "data" top: "down"
+  convolution_param { num_output: 6 kernel_size: 3 stride: 2
+    weight_filler { type: "gaussian" std: 0.3 } bias_filler { type: "uniform" min: -1 max: 1 } } }
+layer { name: "relu" type: "ReLU" bottom: "down" top: "down" }
+layer { name: "up" type: "Deconvolution" bottom: "down" top: "up"
+  convolution_param { num_output: 5 kernel_size: 4 stride: 2 pad: 1
+    weight_filler { type: "gaussian" std: 0.3 } bias_filler { type: "uniform" min: -1 max: 1 } } }
+layer { name: "relu2" type: "ReLU" bottom: "up" top: "up" }
+layer { name: "up2" type: "Deconvolution" bottom: "up" top: "up2"
+  convolution_param { num_output: 3 kernel_h: 3 kernel_w: 2 stride: 1 bias_term: false
+    weight_filler { type: "xavier" } } }
+"#;
+
+/// An ungrouped Deconvolution compiles for both generations as stage op 22 with the taps
+/// in the device layout the real TensorFlow-compiled graphs hold (rotated 180°, HWCK);
+/// reading the graph back gives the source's weights rounded to fp16, and the graph on
+/// the fp16 emulation passes mvNCCheck's thresholds against the f32 source net.
+#[test]
+fn an_ungrouped_deconvolution_compiles_and_reads_back_for_both_generations() {
+    use agegender::verify::{metrics::compare, Preset, Tolerance};
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("updown.prototxt");
+    std::fs::write(&p, UNGROUPED).unwrap();
+    let (src, _) = load_model_random(&p, 3).unwrap();
+    let x = input(&[1, 3, 9, 11]);
+    let want = run_native(&src, &x);
+    assert_eq!(want.shape, [1, 3, 10, 11]);
+    for ncsdk in ["1", "2"] {
+        let g = dir.path().join(format!("u{ncsdk}.graph"));
+        let o = Command::new(env!("CARGO_BIN_EXE_agegender"))
+            .args([
+                "compile",
+                s(&p),
+                "--random-weights",
+                "--seed",
+                "3",
+                "--ncsdk",
+                ncsdk,
+                "-o",
+            ])
+            .arg(&g)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let lifted = agegender::ncs::read_net(&g).unwrap();
+        // NCSDK 2 records carry no names: pair the deconvolutions in execution order
+        let deconvs = |n: &Net| -> Vec<agegender::ir::Layer> {
+            n.layers
+                .iter()
+                .filter(|l| matches!(l.op, Op::Deconvolution(_)))
+                .cloned()
+                .collect()
+        };
+        let (ours, theirs) = (deconvs(&src), deconvs(&lifted));
+        assert_eq!(theirs.len(), 2, "NCSDK {ncsdk}");
+        for (a, b) in ours.iter().zip(&theirs) {
+            let name = &a.name;
+            let geometry = |op: &Op| match op {
+                Op::Deconvolution(d) => {
+                    let c = &d.0;
+                    (
+                        c.num_output,
+                        c.kernel,
+                        c.stride,
+                        c.pad,
+                        c.dilation,
+                        c.group,
+                        c.bias_term,
+                    )
+                }
+                other => panic!("{name} ({ncsdk}) lifted as {other:?}"),
+            };
+            assert_eq!(geometry(&a.op), geometry(&b.op), "{name} ({ncsdk})");
+            for (wa, wb) in a.blobs.iter().zip(&b.blobs) {
+                assert_eq!(wa.shape, wb.shape);
+                for (va, vb) in wa.data.iter().zip(&wb.data) {
+                    assert_eq!(half::f16::from_f32(*va).to_f32(), *vb, "{name} ({ncsdk})");
+                }
+            }
+        }
+        let e = agegender::exec::f16::F16Engine::new(&lifted).unwrap();
+        let got = e.run([(lifted.inputs[0].name.clone(), x.clone())]).unwrap();
+        let got = &got.outputs.blobs.last().unwrap().1;
+        let m = compare("up2", &want, got).unwrap();
+        assert!(
+            Tolerance::new(Preset::Mvncheck, None).output_ok(&m),
+            "NCSDK {ncsdk}: {m:?}"
+        );
     }
 }

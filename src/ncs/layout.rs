@@ -76,6 +76,29 @@ pub fn hwck_to_deconv<T: Copy + Default>(
     out
 }
 
+/// Caffe Deconvolution C_in×C_out×KH×KW → NCS deconvolution taps, the inverse of
+/// [`hwck_to_deconv`]: `[ky][kx][c_in][c_out]` with the kernel rotated 180°.
+pub fn deconv_to_hwck<T: Copy + Default>(
+    w: &[T],
+    c_in: usize,
+    c_out: usize,
+    kh: usize,
+    kw: usize,
+) -> Vec<T> {
+    let mut out = vec![T::default(); c_in * c_out * kh * kw];
+    for ci in 0..c_in {
+        for co in 0..c_out {
+            for y in 0..kh {
+                for x in 0..kw {
+                    let stored = (((kh - 1 - y) * kw + (kw - 1 - x)) * c_in + ci) * c_out + co;
+                    out[stored] = w[((ci * c_out + co) * kh + y) * kw + x];
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Caffe depthwise K×1×KH×KW → NCS (KH, KW, 1, K).
 pub fn depthwise_to_hwk<T: Copy + Default>(w: &[T], k: usize, kh: usize, kw: usize) -> Vec<T> {
     conv_to_hwck(w, k, 1, kh, kw)

@@ -5,12 +5,13 @@
 use super::pack::Container;
 use super::{CompileError, CompileOptions, CompileWarning};
 use crate::ir::{BlobShapes, Filler, InputSpec, Layer, Net, Op, Phase};
-use crate::ncs::layout::{conv_to_hwck, depthwise_to_hwk, fc_to_hwck};
+use crate::ncs::layout::{conv_to_hwck, deconv_to_hwck, depthwise_to_hwk, fc_to_hwck};
 use crate::ncs::stage::{
     BufferRef, Location, PadStyle, StageOp, StageRecord, Xyz, DATATYPE_FP16, DEFAULT_OPT_MASK,
     NAME_LEN, STORAGE_ORDER_CAFFE,
 };
 use crate::ops::conv::ConvParams;
+use crate::ops::deconv::DeconvParams;
 use crate::ops::eltwise::EltwiseOp;
 use crate::ops::lrn::NormRegion;
 use crate::ops::pool::PoolMethod;
@@ -827,10 +828,7 @@ impl Lowering<'_> {
             }
             Op::Concat(p) => self.concat(l, p.axis),
             Op::Reshape(_) => Err(unsupported(l, "Reshape is not supported")),
-            Op::Deconvolution(_) => Err(unsupported(
-                l,
-                "compiling Deconvolution is not supported yet (the Caffe deconvolution's taps layout on the device is unverified)",
-            )),
+            Op::Deconvolution(_) => self.deconvolution(l),
             Op::Input { .. }
             | Op::Data(_)
             | Op::SoftmaxWithLoss(_)
@@ -839,6 +837,67 @@ impl Lowering<'_> {
                 "the NCS firmware has no such layer (train/test-only layers cannot be compiled)",
             )),
         }
+    }
+
+    /// Caffe Deconvolution → stage op 22, Caffe pad style, with the conv stage's header
+    /// fields and opParams {dilation} (NCS_GRAPH_FORMAT.md §5.3, "Conv/deconv opParams").
+    /// The taps are the device layout the real TensorFlow-compiled graphs hold —
+    /// `[ky][kx][c_in][c_out]` with the kernel rotated 180° (`layout::deconv_to_hwck`,
+    /// checked against the frozen models' filters in both generations). No ×8 tap padding:
+    /// the spec states it for conv and FC only.
+    fn deconvolution(&mut self, l: &Layer) -> Result<(), CompileError> {
+        let Op::Deconvolution(DeconvParams(p)) = &l.op else {
+            unreachable!("dispatched on Deconvolution")
+        };
+        let src = self.producer(l, 0)?;
+        let input = src.dims;
+        let out = self.out_dims(l)?;
+        let (c, k) = (input.z as usize, p.num_output);
+        let [kh, kw] = p.kernel;
+        if kh > 127 || kw > 127 {
+            return Err(limit(
+                l,
+                format!("kernel {kh}x{kw} exceeds the 127 a signed radix byte holds"),
+            ));
+        }
+        if p.stride.iter().chain(&p.pad).any(|&v| v > 255) {
+            return Err(limit(l, "stride and pad must fit a byte (≤ 255)"));
+        }
+        if p.dilation[0] != p.dilation[1] {
+            return Err(unsupported(l, "the graph holds one dilation for both axes"));
+        }
+        if p.group != 1 {
+            return Err(unsupported(
+                l,
+                format!("grouped deconvolution (group {}) has no NCS stage", p.group),
+            ));
+        }
+        let name = self.stage_name(l, &l.name)?;
+        let mut rec = record(&name, StageOp::Deconvolution, input, src.strides, out);
+        rec.radix = [kw as i8, kh as i8];
+        rec.stride = [p.stride[1] as u8, p.stride[0] as u8];
+        rec.pad = [p.pad[1] as u8, p.pad[0] as u8];
+        rec.taps_dims = Xyz::new((kh * kw) as u32, c as u32, k as u32);
+        let w_count = c * k * kh * kw;
+        self.reserve(2 * w_count as u64)?;
+        let w = to_f16(&self.weights(l, 0, w_count, &p.weight_filler)?);
+        let taps = Some(Const::F16(deconv_to_hwck(&w, c, k, kh, kw)));
+        let bias = if p.bias_term {
+            rec.post_op = StageOp::Bias;
+            self.reserve(2 * k as u64)?;
+            Some(Const::F16(to_f16(&self.weights(
+                l,
+                1,
+                k,
+                &p.bias_filler,
+            )?)))
+        } else {
+            None
+        };
+        let params = self.i32_param(p.dilation[0] as i32)?;
+        let idx = self.push(rec, src.src, None, None, taps, bias, params)?;
+        self.set_top(l, idx);
+        Ok(())
     }
 
     fn convolution(&mut self, l: &Layer) -> Result<(), CompileError> {

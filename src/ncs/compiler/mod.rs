@@ -33,7 +33,7 @@
 //!   (a ∘ b into a work buffer) and `<name>` ((a ∘ b) ∘ c). This split is our choice: the
 //!   NCSDK 2 document gives no 3-operand form.
 //! - Not implemented (refused with the layer named): Slice, grouped convolution
-//!   with 1 < group < C, Reshape, Deconvolution, ELU, Power, Crop, `.conf` optimisation
+//!   with 1 < group < C, Reshape, grouped Deconvolution, ELU, Power, Crop, `.conf` optimisation
 //!   masks.
 //! - Inferred, not seen in a real file (tag I): tap dims (0, C, C) of sigmoid, tanh, PReLU,
 //!   flatten and stand-alone scale stages; a Scale after a stand-alone BatchNorm scale stage
