@@ -496,7 +496,11 @@ mod tests {
             )
             .unwrap();
         }
-        assert!(!dest.exists(), "the LMDB must not appear before finish");
+        // until finish the destination holds only the hidden staging folder
+        assert!(
+            !dest.join("data.mdb").exists(),
+            "the LMDB must not appear before finish"
+        );
         assert_eq!(w.finish().unwrap(), 40);
         assert!(dest.join("data.mdb").exists());
         let reader = LmdbReader::open(&dest).unwrap();
