@@ -696,6 +696,7 @@ impl Lifter<'_> {
             }
             StageOp::Copy
                 if out_c < in_c
+                    && src.shape.len() == 4
                     && s.output_dims.x == s.input_dims.x
                     && s.output_dims.y == s.input_dims.y =>
             {
@@ -806,11 +807,16 @@ impl Lifter<'_> {
         let (w, h, c) = (b.dims.x as usize, b.dims.y as usize, b.dims.z as usize);
         let n = want.volume() as usize;
         let total = w * h * c;
-        if b.shape.len() != 4 && b.shape.len() != 2 {
+        // a selection matrix larger than this is no real graph's (watanabe's is 10 × 11,664)
+        const MAX_SELECTION: usize = 1 << 26;
+        if (b.shape.len() != 4 && b.shape.len() != 2)
+            || n > total
+            || n.saturating_mul(total) > MAX_SELECTION
+        {
             return Err(err(
                 i,
                 s,
-                format!("cannot take the leading values of {}", b.dims),
+                format!("cannot select the leading {} values of {}", want, b.dims),
             ));
         }
         let mut select = vec![0.0f32; n * total];

@@ -125,7 +125,10 @@ impl ConvParams {
     /// form `(H + p_begin + p_end − extent) / s + 1`).
     pub fn out_dim(&self, input: usize, axis: usize) -> OpResult<usize> {
         let extent = self.dilation[axis] * (self.kernel[axis] - 1) + 1;
-        let padded = input + self.pad[axis] + self.end_pad()[axis];
+        let padded = input
+            .checked_add(self.pad[axis])
+            .and_then(|v| v.checked_add(self.end_pad()[axis]))
+            .ok_or_else(|| OpError::new("padding overflows the index range"))?;
         if padded < extent {
             return Err(OpError::new(format!(
                 "kernel extent {extent} exceeds padded input {padded} on axis {}",
