@@ -210,7 +210,7 @@ fn conv_weights() -> TensorProto {
 
 #[test]
 fn semantics_caffe_cannot_express_are_refused_by_node() {
-    // Asymmetric convolution padding.
+    // Asymmetric convolution padding is the IR's begin/end padding (TensorFlow SAME)...
     let m = model(
         &[1, 3, 8, 8],
         vec![node(
@@ -222,9 +222,29 @@ fn semantics_caffe_cannot_express_are_refused_by_node() {
         )],
         vec![conv_weights()],
     );
+    let net = onnx::import_model(&m, None, &ImportOptions::default()).unwrap();
+    match &net.layers[0].op {
+        agegender::ir::Op::Convolution(p) => {
+            assert_eq!((p.pad, p.end_pad()), ([0, 0], [1, 1]));
+        }
+        op => panic!("{op:?}"),
+    }
+    assert_eq!(net.infer_shapes().unwrap()["y"], vec![1, 2, 7, 7]);
+    // ...but a transposed convolution cannot crop unevenly in Caffe.
+    let m = model(
+        &[1, 3, 8, 8],
+        vec![node(
+            "c",
+            "ConvTranspose",
+            &["x", "w"],
+            "y",
+            vec![ints("pads", &[0, 0, 1, 1])],
+        )],
+        vec![conv_weights()],
+    );
     let e = import(&m).to_string();
     assert!(
-        e.contains("node 'c' (Conv)") && e.contains("asymmetric"),
+        e.contains("node 'c' (ConvTranspose)") && e.contains("asymmetric"),
         "{e}"
     );
     // ConvTranspose sizes Caffe's Deconvolution cannot produce: output_padding, an

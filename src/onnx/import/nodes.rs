@@ -415,6 +415,12 @@ fn conv(ctx: &Ctx, node: &NodeProto, name: &str, out: &str) -> OnnxResult<crate:
     // ONNX lists [begin_h, begin_w, end_h, end_w]; the IR keeps the end only when it
     // differs (TensorFlow-style SAME padding), so symmetric models stay Caffe-shaped.
     let pad_end = (pads[0] != pads[2] || pads[1] != pads[3]).then_some([pads[2], pads[3]]);
+    if transposed && pad_end.is_some() {
+        return Err(OnnxError::node(
+            node,
+            format!("asymmetric pads {pads:?}: Caffe's Deconvolution crops both sides equally"),
+        ));
+    }
     let group = get_int(node, "group")?.unwrap_or(1);
     let mut blobs = vec![w.to_tensor()];
     let bias = ctx.konst(node, 2);
