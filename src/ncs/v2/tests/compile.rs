@@ -232,12 +232,12 @@ fn signature(net: &Net) -> Vec<LayerSig> {
         .collect()
 }
 
-/// The three real NCSDK 1 graphs the IR can express (the others use asymmetric TF SAME
-/// padding or an eltwise with the network input) go v1 → IR → v2 → IR unchanged.
+/// All six real NCSDK 1 graphs go v1 → IR → v2 → IR unchanged, the TensorFlow-compiled
+/// ones included (SAME padding back as padStyle 3, deconvolution, the selection layers).
 #[test]
 fn v1_to_ir_to_v2_to_ir_gives_equal_nets() {
-    for fx in ["beloborodov-empty-fc", "simcam-emotion", "deeppicar-noatan"] {
-        let Some(p) = crate::ncs::tests::real_graph(fx, "graph") else {
+    for (fx, file) in crate::ncs::tests::REAL_GRAPHS {
+        let Some(p) = crate::ncs::tests::real_graph(fx, file) else {
             return;
         };
         let net = graph_to_net(&Graph::read(&p).unwrap()).unwrap();
