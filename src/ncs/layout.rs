@@ -51,6 +51,22 @@ pub fn hwck_to_conv<T: Copy + Default>(
     out
 }
 
+/// Where Caffe's deconvolution tap (c_in, c_out, y, x) is stored on the device:
+/// `[KH−1−y][KW−1−x][c_in][c_out]`.
+#[allow(clippy::too_many_arguments)]
+fn deconv_tap(
+    ci: usize,
+    co: usize,
+    y: usize,
+    x: usize,
+    c_in: usize,
+    c_out: usize,
+    kh: usize,
+    kw: usize,
+) -> usize {
+    (((kh - 1 - y) * kw + (kw - 1 - x)) * c_in + ci) * c_out + co
+}
+
 /// NCS deconvolution taps → Caffe Deconvolution C_in×C_out×KH×KW. The taps are stored
 /// `[ky][kx][c_in][c_out]` with the kernel rotated 180° (NCSDK2_GRAPH_FORMAT.md §7: the
 /// device runs a deconvolution as a convolution of the zero-upsampled input), so tap
@@ -67,8 +83,8 @@ pub fn hwck_to_deconv<T: Copy + Default>(
         for co in 0..c_out {
             for y in 0..kh {
                 for x in 0..kw {
-                    let stored = (((kh - 1 - y) * kw + (kw - 1 - x)) * c_in + ci) * c_out + co;
-                    out[((ci * c_out + co) * kh + y) * kw + x] = t[stored];
+                    out[((ci * c_out + co) * kh + y) * kw + x] =
+                        t[deconv_tap(ci, co, y, x, c_in, c_out, kh, kw)];
                 }
             }
         }
@@ -90,8 +106,8 @@ pub fn deconv_to_hwck<T: Copy + Default>(
         for co in 0..c_out {
             for y in 0..kh {
                 for x in 0..kw {
-                    let stored = (((kh - 1 - y) * kw + (kw - 1 - x)) * c_in + ci) * c_out + co;
-                    out[stored] = w[((ci * c_out + co) * kh + y) * kw + x];
+                    out[deconv_tap(ci, co, y, x, c_in, c_out, kh, kw)] =
+                        w[((ci * c_out + co) * kh + y) * kw + x];
                 }
             }
         }

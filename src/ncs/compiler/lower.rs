@@ -854,18 +854,7 @@ impl Lowering<'_> {
         let out = self.out_dims(l)?;
         let (c, k) = (input.z as usize, p.num_output);
         let [kh, kw] = p.kernel;
-        if kh > 127 || kw > 127 {
-            return Err(limit(
-                l,
-                format!("kernel {kh}x{kw} exceeds the 127 a signed radix byte holds"),
-            ));
-        }
-        if p.stride.iter().chain(&p.pad).any(|&v| v > 255) {
-            return Err(limit(l, "stride and pad must fit a byte (≤ 255)"));
-        }
-        if p.dilation[0] != p.dilation[1] {
-            return Err(unsupported(l, "the graph holds one dilation for both axes"));
-        }
+        check_window(l, p)?;
         if p.group != 1 {
             return Err(unsupported(
                 l,
@@ -909,18 +898,7 @@ impl Lowering<'_> {
         let out = self.out_dims(l)?;
         let (c, k) = (input.z as usize, p.num_output);
         let [kh, kw] = p.kernel;
-        if kh > 127 || kw > 127 {
-            return Err(limit(
-                l,
-                format!("kernel {kh}x{kw} exceeds the 127 a signed radix byte holds"),
-            ));
-        }
-        if p.stride.iter().chain(&p.pad).any(|&v| v > 255) {
-            return Err(limit(l, "stride and pad must fit a byte (≤ 255)"));
-        }
-        if p.dilation[0] != p.dilation[1] {
-            return Err(unsupported(l, "the graph holds one dilation for both axes"));
-        }
+        check_window(l, p)?;
         if [kh, kw] == [1, 1] && p.pad != [0, 0] {
             return Err(unsupported(
                 l,
@@ -1566,4 +1544,23 @@ fn is_tf_same(p: &ConvParams, ins: [usize; 2], outs: [usize; 2]) -> bool {
             && p.pad[a] == total / 2
             && end[a] == total - total / 2
     })
+}
+
+/// The limits a conv or deconv stage header sets (NCS_GRAPH_FORMAT.md §5.3): the kernel in
+/// a signed radix byte (≤ 127), stride and pad in bytes, one dilation for both axes.
+fn check_window(l: &Layer, p: &ConvParams) -> Result<(), CompileError> {
+    let [kh, kw] = p.kernel;
+    if kh > 127 || kw > 127 {
+        return Err(limit(
+            l,
+            format!("kernel {kh}x{kw} exceeds the 127 a signed radix byte holds"),
+        ));
+    }
+    if p.stride.iter().chain(&p.pad).any(|&v| v > 255) {
+        return Err(limit(l, "stride and pad must fit a byte (≤ 255)"));
+    }
+    if p.dilation[0] != p.dilation[1] {
+        return Err(unsupported(l, "the graph holds one dilation for both axes"));
+    }
+    Ok(())
 }
