@@ -51,26 +51,26 @@ pub fn hwck_to_conv<T: Copy + Default>(
     out
 }
 
-/// Where Caffe's deconvolution tap (c_in, c_out, y, x) is stored on the device:
-/// `[KH−1−y][KW−1−x][c_in][c_out]`.
-#[allow(clippy::too_many_arguments)]
-fn deconv_tap(
-    ci: usize,
-    co: usize,
-    y: usize,
-    x: usize,
+/// Pairs (index in Caffe's C_in×C_out×KH×KW blob, index in the device's taps) of a
+/// deconvolution: the device stores tap (c_in, c_out, y, x) at `[KH−1−y][KW−1−x][c_in][c_out]`
+/// (the kernel rotated 180°; NCSDK2_GRAPH_FORMAT.md §7, the device runs a deconvolution as
+/// a convolution of the zero-upsampled input). Both layout directions walk these pairs.
+fn deconv_tap_pairs(
     c_in: usize,
     c_out: usize,
     kh: usize,
     kw: usize,
-) -> usize {
-    (((kh - 1 - y) * kw + (kw - 1 - x)) * c_in + ci) * c_out + co
+) -> impl Iterator<Item = (usize, usize)> {
+    (0..c_in * c_out * kh * kw).map(move |caffe| {
+        let (x, y) = (caffe % kw, (caffe / kw) % kh);
+        let (co, ci) = ((caffe / (kw * kh)) % c_out, caffe / (kw * kh * c_out));
+        let stored = (((kh - 1 - y) * kw + (kw - 1 - x)) * c_in + ci) * c_out + co;
+        (caffe, stored)
+    })
 }
 
-/// NCS deconvolution taps → Caffe Deconvolution C_in×C_out×KH×KW. The taps are stored
-/// `[ky][kx][c_in][c_out]` with the kernel rotated 180° (NCSDK2_GRAPH_FORMAT.md §7: the
-/// device runs a deconvolution as a convolution of the zero-upsampled input), so tap
-/// `(ky, kx)` of Caffe's blob is stored at `(KH−1−ky, KW−1−kx)`.
+/// NCS deconvolution taps → Caffe Deconvolution C_in×C_out×KH×KW (the pairs of
+/// [`deconv_tap_pairs`]).
 pub fn hwck_to_deconv<T: Copy + Default>(
     t: &[T],
     c_in: usize,
@@ -79,21 +79,14 @@ pub fn hwck_to_deconv<T: Copy + Default>(
     kw: usize,
 ) -> Vec<T> {
     let mut out = vec![T::default(); c_in * c_out * kh * kw];
-    for ci in 0..c_in {
-        for co in 0..c_out {
-            for y in 0..kh {
-                for x in 0..kw {
-                    out[((ci * c_out + co) * kh + y) * kw + x] =
-                        t[deconv_tap(ci, co, y, x, c_in, c_out, kh, kw)];
-                }
-            }
-        }
+    for (caffe, stored) in deconv_tap_pairs(c_in, c_out, kh, kw) {
+        out[caffe] = t[stored];
     }
     out
 }
 
 /// Caffe Deconvolution C_in×C_out×KH×KW → NCS deconvolution taps, the inverse of
-/// [`hwck_to_deconv`]: `[ky][kx][c_in][c_out]` with the kernel rotated 180°.
+/// [`hwck_to_deconv`].
 pub fn deconv_to_hwck<T: Copy + Default>(
     w: &[T],
     c_in: usize,
@@ -102,15 +95,8 @@ pub fn deconv_to_hwck<T: Copy + Default>(
     kw: usize,
 ) -> Vec<T> {
     let mut out = vec![T::default(); c_in * c_out * kh * kw];
-    for ci in 0..c_in {
-        for co in 0..c_out {
-            for y in 0..kh {
-                for x in 0..kw {
-                    out[deconv_tap(ci, co, y, x, c_in, c_out, kh, kw)] =
-                        w[((ci * c_out + co) * kh + y) * kw + x];
-                }
-            }
-        }
+    for (caffe, stored) in deconv_tap_pairs(c_in, c_out, kh, kw) {
+        out[stored] = w[caffe];
     }
     out
 }

@@ -871,22 +871,31 @@ impl Lowering<'_> {
         self.reserve(2 * w_count as u64)?;
         let w = to_f16(&self.weights(l, 0, w_count, &p.weight_filler)?);
         let taps = Some(Const::F16(deconv_to_hwck(&w, c, k, kh, kw)));
-        let bias = if p.bias_term {
-            rec.post_op = StageOp::Bias;
-            self.reserve(2 * k as u64)?;
-            Some(Const::F16(to_f16(&self.weights(
-                l,
-                1,
-                k,
-                &p.bias_filler,
-            )?)))
-        } else {
-            None
-        };
+        let bias = self.stage_bias(l, &mut rec, p.bias_term, k, &p.bias_filler)?;
         let params = self.i32_param(p.dilation[0] as i32)?;
         let idx = self.push(rec, src.src, None, None, taps, bias, params)?;
         self.set_top(l, idx);
         Ok(())
+    }
+
+    /// The fp16 bias (blob 1, or its filler) of a conv, deconv or FC stage with `k`
+    /// outputs, which also makes the stage's post-op Bias (postOp 9); `None` without a bias
+    /// term.
+    fn stage_bias(
+        &mut self,
+        l: &Layer,
+        rec: &mut StageRecord,
+        bias_term: bool,
+        k: usize,
+        filler: &Filler,
+    ) -> Result<Option<Const>, CompileError> {
+        if !bias_term {
+            return Ok(None);
+        }
+        rec.post_op = StageOp::Bias;
+        self.reserve(2 * k as u64)?;
+        let b = self.weights(l, 1, k, filler)?;
+        Ok(Some(Const::F16(to_f16(&b))))
     }
 
     fn convolution(&mut self, l: &Layer) -> Result<(), CompileError> {
@@ -974,18 +983,7 @@ impl Lowering<'_> {
             conv_to_hwck(&w, k, c, kh, kw)
         };
         let taps = Some(Const::F16(taps));
-        let bias = if p.bias_term {
-            rec.post_op = StageOp::Bias;
-            self.reserve(2 * k as u64)?;
-            Some(Const::F16(to_f16(&self.weights(
-                l,
-                1,
-                k,
-                &p.bias_filler,
-            )?)))
-        } else {
-            None
-        };
+        let bias = self.stage_bias(l, &mut rec, p.bias_term, k, &p.bias_filler)?;
         let params = if op == StageOp::Convolution {
             self.i32_param(p.dilation[0] as i32)?
         } else {
@@ -1217,18 +1215,7 @@ impl Lowering<'_> {
         };
         let taps = fc_to_hwck(&to_f16(&w), k, d.z as usize, d.y as usize, d.x as usize);
         let taps = Some(Const::F16(taps));
-        let bias = if p.bias_term {
-            rec.post_op = StageOp::Bias;
-            self.reserve(2 * k as u64)?;
-            Some(Const::F16(to_f16(&self.weights(
-                l,
-                1,
-                k,
-                &p.bias_filler,
-            )?)))
-        } else {
-            None
-        };
+        let bias = self.stage_bias(l, &mut rec, p.bias_term, k, &p.bias_filler)?;
         let idx = self.push(rec, src.src, None, None, taps, bias, None)?;
         self.set_top(l, idx);
         Ok(())
